@@ -1,0 +1,55 @@
+"""A key/value cache, so decoding never re-reads the prompt.
+
+Prefill writes the prompt's keys and values once; each decode step appends one position.
+`truncate(n)` cuts the cache back to its first n positions: undo and rewind are a change of
+one integer, with no recompute. Buffers start small and double when full (up to max_len), so
+a server holding many short sessions does not reserve a whole context for each.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
+                 dtype=torch.float32, device="cpu"):
+        self.max_len = max_len
+        capacity = min(max_len, 256)
+        shape = (n_layer, batch, n_kv_head, capacity, head_dim)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self.pos = 0  # number of positions held
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        """Write k, v (B, n_kv, T, hs) at positions pos..pos+T-1 of one layer and return
+        that layer's keys and values for positions 0..pos+T-1. `advance` moves pos
+        after every layer has written."""
+        T = k.size(2)
+        end = self.pos + T
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; cannot write up to {end}")
+        if end > self.k.size(3):
+            self._grow(end)
+        self.k[layer, :, :, self.pos:end] = k
+        self.v[layer, :, :, self.pos:end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def _grow(self, needed: int):
+        capacity = min(self.max_len, max(needed, 2 * self.k.size(3)))
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = old.new_zeros(*old.shape[:3], capacity, old.size(4))
+            new[:, :, :, :self.pos] = old[:, :, :, :self.pos]
+            setattr(self, name, new)
+
+    def advance(self, n: int):
+        self.pos += n
+
+    def truncate(self, n: int):
+        if not 0 <= n <= self.pos:
+            raise ValueError(f"cannot truncate a cache of {self.pos} positions to {n}")
+        self.pos = n
+
+    def reset(self):
+        self.pos = 0

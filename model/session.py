@@ -1,0 +1,223 @@
+"""A decoding session: one user's prompt, tokens, KV cache and history of steps.
+
+It knows nothing of any user interface. Every operation is a method; the app, the API and the
+tests drive it the same way:
+
+    s = DecodingSession(gpt, tokenizer, seed=0)
+    s.reset("To be, or not")
+    s.distribution(settings)        # the pipeline for the next token, nothing committed
+    s.step(settings)                # sample (or greedy at T = 0) and append
+    s.pick(token_id)                # append a token the user chose
+    s.undo(); s.rewind(n)           # cut the KV cache back: no recompute
+    for rec in s.generate(20, settings): ...
+
+Same seed + same settings + same prompt = same text: the uniform number for each position is
+a function of (seed, position) only (see sampling.draw_u).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from .sampling import Pipeline, SamplingSettings, draw_u, pick_token, run_pipeline
+from .tokenizer import validate_ids
+
+TOP_CANDIDATES = 10  # per stage, kept in each step's record
+KEEP_LOGITS_STEPS = 256  # older steps drop their logits; undoing that far recomputes once
+
+
+@dataclass
+class StepRecord:
+    position: int  # index of the chosen token in the session's token list
+    token: int
+    piece: str  # the token's text (lossy where a token holds part of a UTF-8 character)
+    how: str  # "sampled", "greedy" or "picked"
+    u: float | None  # the uniform number drawn (None for greedy and picked tokens)
+    prob: float  # the chosen token's final probability
+    raw_prob: float  # ... and its probability under the raw model (T = 1, no filters)
+    settings: dict
+    candidates: dict[str, list[tuple[int, float]]]  # stage -> top (token, prob) after that stage
+    logits: torch.Tensor | None = field(default=None, repr=False)  # (V,) the step's raw logits
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "logits"}
+
+
+def _validate_text(text, name: str = "prompt") -> str:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{name} is not valid UTF-8 ({e})") from None
+    if not isinstance(text, str):
+        raise ValueError(f"{name} must be text, but is {type(text).__name__}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{name} is not valid Unicode: {e.reason} at position {e.start} "
+                         f"({text[e.start:e.end]!r})") from None
+    return text
+
+
+class DecodingSession:
+    def __init__(self, gpt, tokenizer, seed: int = 0, max_prompt_chars: int = 1_000_000):
+        self.gpt, self.tokenizer = gpt, tokenizer
+        self.vocab_size = gpt.config.vocab_size
+        self.block_size = gpt.config.block_size
+        self.max_prompt_chars = max_prompt_chars
+        self.eot = gpt.config.eot_token if gpt.config.eot_token is not None else tokenizer.eot_token
+        self._lock = threading.RLock()
+        draw_u(seed, 0)  # validates the seed
+        self.seed = seed
+        self.notice = ""
+        self.reset("")
+
+    # ---- state ----
+    @property
+    def ids(self) -> list[int]:
+        return self._ids
+
+    @property
+    def text(self) -> str:
+        return self.tokenizer.decode(self._ids)
+
+    @property
+    def generated_text(self) -> str:
+        return self.tokenizer.decode(self._ids[self.prompt_len:])
+
+    def piece(self, token: int) -> str:
+        return self.tokenizer.decode([token])
+
+    # ---- the model side: keep the cache holding ids[window:] and self.logits current ----
+    @torch.inference_mode()
+    def _prefill(self):
+        """Run the model over the window (the last tokens that fit) and refresh the logits."""
+        keep = self.block_size if len(self._ids) <= self.block_size else self.block_size // 2
+        self._window = max(0, len(self._ids) - keep)
+        self._cache = self.gpt.new_cache(1)
+        idx = torch.tensor([self._ids[self._window:]], dtype=torch.long)
+        self.logits = self.gpt(idx, cache=self._cache, last_only=True)[0, -1].float()
+
+    @torch.inference_mode()
+    def _append(self, token: int):
+        self._ids.append(token)
+        if self._cache.pos >= self.block_size:
+            self._prefill()  # the context is full: slide the window
+            self.notice = (f"The context is full ({self.block_size} tokens): the model now sees "
+                           f"only the last {len(self._ids) - self._window}.")
+            return
+        idx = torch.tensor([[token]], dtype=torch.long)
+        self.logits = self.gpt(idx, cache=self._cache)[0, -1].float()
+
+    # ---- operations ----
+    def reset(self, prompt: str = "", seed: int | None = None) -> str:
+        """Start over from `prompt` (an empty prompt starts from the end-of-text token).
+        Returns a notice ("" if none), e.g. when a long prompt was cut to its last tokens."""
+        prompt = _validate_text(prompt)
+        if seed is not None:
+            draw_u(seed, 0)
+        with self._lock:
+            notice = ""
+            if len(prompt) > self.max_prompt_chars:
+                # Keep the end: the next token depends on the most recent text.
+                prompt = prompt[-self.max_prompt_chars:]
+                notice = f"The prompt was cut to its last {self.max_prompt_chars:,} characters. "
+            # A prompt can't make the model need more than a few bytes a token: cutting the text
+            # to 8 bytes per position of context first keeps a 1 MB prompt quick to encode.
+            cut = prompt[-8 * self.block_size:] if len(prompt) > 8 * self.block_size else prompt
+            ids = self.tokenizer.encode(cut, allowed_special="all") if cut else [self.eot]
+            if len(ids) > self.block_size:
+                ids = ids[-self.block_size:]
+            if cut is not prompt or len(ids) == self.block_size:
+                notice += (f"The prompt is longer than the model's context: it keeps the last "
+                           f"{len(ids)} tokens.")
+            if seed is not None:
+                self.seed = seed
+            self._ids = list(ids)
+            self.prompt_len = len(ids)
+            self.history: list[StepRecord] = []
+            self._prefill()
+            self.notice = notice.strip()
+            return self.notice
+
+    def distribution(self, settings: SamplingSettings | None = None) -> Pipeline:
+        """The next token's pipeline under `settings`, from the kept logits: no model run."""
+        with self._lock:
+            return run_pipeline(self.logits, settings or SamplingSettings(), self._ids)
+
+    def next_u(self) -> float:
+        return draw_u(self.seed, len(self._ids))
+
+    def step(self, settings: SamplingSettings | None = None) -> StepRecord:
+        settings = settings or SamplingSettings()
+        with self._lock:
+            pipe = self.distribution(settings)
+            if settings.greedy:
+                token, u, how = int(torch.argmax(pipe.probs)), None, "greedy"
+            else:
+                u = self.next_u()
+                token, how = pick_token(pipe.probs, u), "sampled"
+            return self._commit(pipe, token, how, u, settings)
+
+    def pick(self, token: int, settings: SamplingSettings | None = None) -> StepRecord:
+        """Append a token the user chose (any id in the vocabulary, even a filtered one)."""
+        settings = settings or SamplingSettings()
+        (token,) = validate_ids([token], self.vocab_size, "token")
+        with self._lock:
+            return self._commit(self.distribution(settings), token, "picked", None, settings)
+
+    def _commit(self, pipe: Pipeline, token: int, how: str, u, settings) -> StepRecord:
+        candidates = {}
+        for name, probs in [("raw", pipe.raw.softmax(-1))] + [(s.name, s.probs) for s in pipe.stages]:
+            top = torch.topk(probs, min(TOP_CANDIDATES, probs.numel()))
+            candidates[name] = [(int(i), float(p)) for p, i in zip(top.values, top.indices)]
+        record = StepRecord(
+            position=len(self._ids), token=token, piece=self.piece(token), how=how, u=u,
+            prob=float(pipe.probs[token]), raw_prob=float(pipe.raw.softmax(-1)[token]),
+            settings=settings.to_dict(), candidates=candidates, logits=self.logits)
+        self.history.append(record)
+        if len(self.history) > KEEP_LOGITS_STEPS:
+            self.history[-KEEP_LOGITS_STEPS - 1].logits = None
+        self._append(token)
+        return record
+
+    def undo(self) -> StepRecord | None:
+        """Remove the last step; None if there is nothing to undo (the prompt stays)."""
+        with self._lock:
+            if not self.history:
+                return None
+            record = self.history.pop()
+            self._ids.pop()
+            if record.logits is not None and self._cache.pos - 1 >= 1 and \
+                    len(self._ids) - self._window == self._cache.pos - 1:
+                self._cache.truncate(self._cache.pos - 1)  # cut back: no recompute
+                self.logits = record.logits
+            else:
+                self._prefill()
+            return record
+
+    def rewind(self, steps: int) -> None:
+        """Keep the first `steps` steps of the history (0 = back to the prompt)."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= len(self.history):
+            raise ValueError(f"rewind needs a step count in [0, {len(self.history)}], but got {steps!r}")
+        with self._lock:
+            while len(self.history) > steps:
+                self.undo()
+
+    def generate(self, n: int, settings: SamplingSettings | None = None) -> Iterator[StepRecord]:
+        """Step n times, yielding each record as it is made (for streaming)."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"the number of tokens to generate must be an integer >= 0, but is {n!r}")
+        settings = settings or SamplingSettings()
+        for _ in range(n):
+            yield self.step(settings)
+
+    def export(self) -> dict:
+        """The whole session as plain data (for a JSON download)."""
+        return {"seed": self.seed, "prompt_ids": self._ids[:self.prompt_len],
+                "prompt": self.tokenizer.decode(self._ids[:self.prompt_len]),
+                "text": self.text, "steps": [r.to_dict() for r in self.history]}
