@@ -35,6 +35,7 @@ def _write_atomically(path: Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -131,7 +132,7 @@ def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: Path)
         gpt.lm_head.weight = gpt.transformer.wte.weight
     if gpt.rotary is not None:  # its buffers are computed, not stored: build them for real
         gpt.rotary = Rotary(config.head_dim, config.block_size, config.rope_theta)
-    return gpt.eval()
+    return gpt.use_decode_layout().eval()  # loaded models are for decoding: see GPT
 
 
 def load_checkpoint(directory: str | Path):
