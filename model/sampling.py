@@ -267,8 +267,20 @@ def run_pipeline(logits: torch.Tensor, settings: SamplingSettings | None = None,
     for name in stage_order(s.temperature_last):
         if active[name]:
             x = apply[name](x)
+            _check_stage(name, x, s)
         stages.append(Stage(name, active[name], x))
     return Pipeline(raw=raw, stages=stages, probs=x.softmax(dim=-1))
+
+
+def _check_stage(name: str, logits: torch.Tensor, s: SamplingSettings) -> None:
+    """A stage that leaves no finite logit, or an infinite one, has no distribution to offer."""
+    if torch.isposinf(logits).any() or (name == "temperature" and not torch.isfinite(logits).any()):
+        raise ValueError(f"temperature {s.temperature!r} is too small: the logits divided by it "
+                         "overflow; use temperature 0 for greedy decoding")
+    if not torch.isfinite(logits).any():
+        detail = (f"no_repeat_ngram_size {s.no_repeat_ngram_size} bans every token here"
+                  if name == "penalties" else f"the {name} stage removed every token")
+        raise ValueError(f"{detail}; lower or turn off that setting")
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,

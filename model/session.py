@@ -94,10 +94,13 @@ class DecodingSession:
 
     # ---- the model side: keep the cache holding ids[window:] and self.logits current ----
     @torch.inference_mode()
-    def _prefill(self):
-        """Run the model over the window (the last tokens that fit) and refresh the logits."""
-        keep = self.block_size if len(self._ids) <= self.block_size else self.block_size // 2
-        self._window = max(0, len(self._ids) - keep)
+    def _prefill(self, window: int | None = None):
+        """Run the model over ids[window:] and refresh the logits. window None = the last
+        tokens that fit (a full context is cut to its last half, so the next slide is far)."""
+        if window is None:
+            keep = self.block_size if len(self._ids) <= self.block_size else self.block_size // 2
+            window = max(0, len(self._ids) - keep)
+        self._window = window
         self._cache = self.gpt.new_cache(1)
         idx = torch.tensor([self._ids[self._window:]], dtype=torch.long)
         self.logits = self.gpt(idx, cache=self._cache, last_only=True)[0, -1].float()
@@ -114,6 +117,12 @@ class DecodingSession:
         self.logits = self.gpt(idx, cache=self._cache)[0, -1].float()
 
     # ---- operations ----
+    def set_seed(self, seed: int) -> None:
+        """Use `seed` for the draws from now on (the tokens already chosen stay)."""
+        draw_u(seed, 0)  # validates it
+        with self._lock:
+            self.seed = seed
+
     def reset(self, prompt: str = "", seed: int | None = None) -> str:
         """Start over from `prompt` (an empty prompt starts from the end-of-text token).
         Returns a notice ("" if none), e.g. when a long prompt was cut to its last tokens."""
@@ -130,9 +139,9 @@ class DecodingSession:
             # to 8 bytes per position of context first keeps a 1 MB prompt quick to encode.
             cut = prompt[-8 * self.block_size:] if len(prompt) > 8 * self.block_size else prompt
             ids = self.tokenizer.encode(cut, allowed_special="all") if cut else [self.eot]
-            if len(ids) > self.block_size:
-                ids = ids[-self.block_size:]
-            if cut is not prompt or len(ids) == self.block_size:
+            cropped = len(cut) < len(prompt) or len(ids) > self.block_size
+            ids = ids[-self.block_size:]
+            if cropped:
                 notice += (f"The prompt is longer than the model's context: it keeps the last "
                            f"{len(ids)} tokens.")
             if seed is not None:
@@ -140,6 +149,9 @@ class DecodingSession:
             self._ids = list(ids)
             self.prompt_len = len(ids)
             self.history: list[StepRecord] = []
+            # The window each step's logits were computed over: undo restores it, so stepping
+            # again after an undo across a slide sees exactly what the first run saw.
+            self._step_windows: list[int] = []
             self._prefill()
             self.notice = notice.strip()
             return self.notice
@@ -180,6 +192,7 @@ class DecodingSession:
             prob=float(pipe.probs[token]), raw_prob=float(pipe.raw.softmax(-1)[token]),
             settings=settings.to_dict(), candidates=candidates, logits=self.logits)
         self.history.append(record)
+        self._step_windows.append(self._window)
         if len(self.history) > KEEP_LOGITS_STEPS:
             self.history[-KEEP_LOGITS_STEPS - 1].logits = None
         self._append(token)
@@ -190,23 +203,28 @@ class DecodingSession:
         with self._lock:
             if not self.history:
                 return None
-            record = self.history.pop()
-            self._ids.pop()
-            if record.logits is not None and self._cache.pos - 1 >= 1 and \
-                    len(self._ids) - self._window == self._cache.pos - 1:
-                self._cache.truncate(self._cache.pos - 1)  # cut back: no recompute
-                self.logits = record.logits
-            else:
-                self._prefill()
+            record = self.history[-1]
+            self._back_to(len(self.history) - 1)
             return record
+
+    def _back_to(self, steps: int) -> None:
+        """Drop history[steps:] and restore the state from just before that step."""
+        record, window = self.history[steps], self._step_windows[steps]
+        del self.history[steps:], self._step_windows[steps:], self._ids[record.position:]
+        kept = record.position - window  # positions the cache must hold
+        if record.logits is not None and window == self._window and 1 <= kept <= self._cache.pos:
+            self._cache.truncate(kept)  # the cache already holds ids[window:]: no recompute
+            self.logits = record.logits
+        else:
+            self._prefill(window)  # the window slid since (or the logits were dropped)
 
     def rewind(self, steps: int) -> None:
         """Keep the first `steps` steps of the history (0 = back to the prompt)."""
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= len(self.history):
             raise ValueError(f"rewind needs a step count in [0, {len(self.history)}], but got {steps!r}")
         with self._lock:
-            while len(self.history) > steps:
-                self.undo()
+            if steps < len(self.history):
+                self._back_to(steps)  # one jump: at most one recompute, however far back
 
     def generate(self, n: int, settings: SamplingSettings | None = None) -> Iterator[StepRecord]:
         """Step n times, yielding each record as it is made (for streaming)."""

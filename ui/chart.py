@@ -1,0 +1,142 @@
+"""What the chart is drawn from.
+
+After every step the server sends the step's data once: the last position's raw logits (all
+of them, exact float32 bytes), the context ids (for penalties), and the seeded uniform u.
+The page then recomputes the whole pipeline itself on every slider move (static/playground.js
+repeats model/sampling.py operation by operation), so dragging a slider never waits for the
+server or the model.
+
+`distribution_summary` is the server's own view of the same numbers, for the API.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import torch
+
+from model.sampling import Pipeline, SamplingSettings, entropy_bits, pick_token, sampling_order
+
+from .explain import STAGE_TITLES
+from .tokens import token_label
+
+LABELS_ALWAYS = 64  # the top raw tokens whose labels ride along with every payload
+FULL_LABELS_UP_TO = 1024  # smaller vocabularies send every label every time
+
+
+def encode_logits(logits: torch.Tensor) -> str:
+    """(V,) -> base64 of little-endian float32: exact, and 4 bytes a token (JSON text would be
+    ~4x larger). The page widens them to float64, as sampling.py does."""
+    return base64.b64encode(logits.detach().to("cpu", torch.float32).numpy().astype("<f4").tobytes()).decode()
+
+
+def decode_logits(data: str) -> torch.Tensor:
+    return torch.from_numpy(np.frombuffer(base64.b64decode(data), dtype="<f4").copy())
+
+
+def step_payload(user, loaded, *, max_steps: int, mode: str = "live", inspect: int | None = None,
+                 notice: str = "") -> dict:
+    """Everything the page needs to draw the next-token chart for `user`'s session.
+
+    mode "live": the distribution for the next token. mode "inspect": the distribution step
+    `inspect` was drawn from, with the settings it was drawn with."""
+    s = user.session
+    if mode == "inspect":
+        record = s.history[inspect]
+        logits, context = record.logits, s.ids[:record.position]
+        u, settings, chosen = record.u, record.settings, record.token
+    else:
+        logits, context, u, settings, chosen = s.logits, s.ids, s.next_u(), None, None
+    vocab = int(logits.numel())
+    # Every label, once per page and model (the page caches it); small vocabularies always.
+    send_all = vocab <= FULL_LABELS_UP_TO or user.labels_sent != user.model
+    user.labels_sent = user.model
+    labels = {}
+    if not send_all:
+        # The bars show the top raw tokens and tokens whose logit a penalty moved (the
+        # context): their labels always come along, whatever the page has cached.
+        top = torch.topk(logits, min(LABELS_ALWAYS, vocab)).indices.tolist()
+        for t in set(top) | set(context):
+            labels[t] = token_label(s.tokenizer, t)
+    return {
+        "version": 1,
+        "model": user.model,
+        "mode": mode,
+        "inspect": inspect,
+        "vocab": vocab,
+        "logits": encode_logits(logits),
+        "context": list(context),
+        "u": u,
+        "seed": s.seed,
+        "position": len(context),
+        "step": len(s.history) if mode == "live" else inspect,
+        "steps": len(s.history),
+        "max_steps": max_steps,
+        "eot": s.eot,
+        "chosen": chosen,
+        "chosen_settings": settings,
+        "prompt": user.prompt,
+        "chat": user.chat,
+        "labels": {str(k): v for k, v in labels.items()},
+        "notice": notice,
+        "_labels_json": loaded.labels_json if send_all else None,
+    }
+
+
+def payload_json(payload: dict) -> str:
+    """The payload as the chart component's value. The label table is already JSON: it is
+    spliced in as "labels_all" rather than encoded again."""
+    payload = dict(payload)
+    full = payload.pop("_labels_json", None)
+    text = json.dumps(payload, ensure_ascii=False, allow_nan=False)
+    return text[:-1] + ', "labels_all": ' + (full or "null") + "}"
+
+
+def removed_by(pipe: Pipeline) -> torch.Tensor:
+    """(V,) long: the index into pipe.stages of the stage that removed each token, -1 if kept."""
+    out = torch.full_like(pipe.raw, -1, dtype=torch.long)
+    alive = torch.ones_like(pipe.raw, dtype=torch.bool)
+    for i, stage in enumerate(pipe.stages):
+        gone = alive & ~stage.kept
+        out[gone] = i
+        alive &= stage.kept
+    return out
+
+
+def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, u: float | None,
+                         top_n: int = 20) -> dict:
+    """The chart's numbers, computed on the server: the top tokens (by raw probability) with
+    what happened to each, the kept set, entropy and where u lands."""
+    raw = pipe.raw.softmax(-1)
+    final = pipe.probs
+    kept = final > 0
+    stage_of = removed_by(pipe)
+    top = torch.topk(raw, min(top_n, raw.numel())).indices.tolist()
+    tokens = []
+    for t in top:
+        stage = int(stage_of[t])
+        tokens.append({"id": t, "label": token_label(tokenizer, t), "raw_prob": float(raw[t]),
+                       "prob": float(final[t]),
+                       "removed_by": None if stage < 0 else STAGE_TITLES[pipe.stages[stage].name]})
+    h = entropy_bits(final)
+    if settings.greedy:
+        landed, how = int(torch.argmax(final)), "greedy"
+    else:
+        landed, how = pick_token(final, u), "sampled"
+    order = sampling_order(final).tolist()
+    return {
+        "settings": settings.to_dict(),
+        "tokens": tokens,
+        "kept": int(kept.sum()),
+        "kept_raw_mass": float(raw[kept].sum()),
+        "entropy_bits": h,
+        "effective_vocab": 2 ** h,
+        "raw_entropy_bits": entropy_bits(raw),
+        "u": None if settings.greedy else u,
+        "next_token": {"id": landed, "label": token_label(tokenizer, landed), "how": how,
+                       "prob": float(final[landed]), "rank": order.index(landed) + 1},
+        "stages": [{"name": STAGE_TITLES[s.name], "active": s.active, "kept": int(s.kept.sum())}
+                   for s in pipe.stages],
+    }

@@ -1,0 +1,149 @@
+"""How tokens look on the page: labels with visible whitespace, prompt chips, coloured text.
+
+A token is a run of bytes, not always whole characters: GPT-2 splits "é" or an emoji across
+tokens. Labels show such partial bytes as \\xNN escapes; the running text decodes bytes
+incrementally, so each character appears under the token that completed it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import html
+import json
+import unicodedata
+
+# Whitespace and control characters made visible, so " the" and "the" look different.
+VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍", "\x7f": "␡"}
+
+
+def visible(text: str) -> str:
+    """Spaces, newlines, tabs and other control characters as visible symbols."""
+    out = []
+    for ch in text:
+        if ch in VISIBLE:
+            out.append(VISIBLE[ch])
+        elif ord(ch) < 0x20:
+            out.append(chr(0x2400 + ord(ch)))  # the Control Pictures block: ␀ ␁ ␂ ...
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") and ch != "\u200d":
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def token_bytes(tokenizer, token: int) -> bytes | None:
+    """The token's bytes, or None for ids the model has but the tokenizer lacks (padding)."""
+    try:
+        return tokenizer.decode_single_token_bytes(token)
+    except (KeyError, ValueError):
+        return None
+
+
+def token_label(tokenizer, token: int) -> str:
+    """A short, unambiguous label: visible whitespace, partial UTF-8 as \\xNN escapes."""
+    data = token_bytes(tokenizer, token)
+    if data is None:
+        return f"⟨unused {token}⟩"
+    return visible(data.decode("utf-8", errors="backslashreplace"))
+
+
+def vocab_labels(tokenizer, vocab_size: int) -> list[str]:
+    """Labels for every id the model can output (the chart looks them up by id)."""
+    return [token_label(tokenizer, t) for t in range(vocab_size)]
+
+
+def token_texts(tokenizer, ids: list[int]) -> list[str]:
+    """Each token's share of the decoded text: a character split over several tokens
+    appears under the token that completes it (earlier parts get "")."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    out = []
+    for t in ids:
+        data = token_bytes(tokenizer, t)
+        out.append(decoder.decode(data if data is not None else b"\xef\xbf\xbd"))
+    out[-1:] = [out[-1] + decoder.decode(b"", final=True)] if out else []
+    return out
+
+
+# ---- HTML ----
+
+def prompt_chips_html(tokenizer, ids: list[int], eot: int | None, wrapped: str | None = None,
+                      notice: str = "") -> str:
+    """The prompt as the model sees it: one chip per token with its id."""
+    chips = []
+    for i, t in enumerate(ids):
+        label = token_label(tokenizer, t)
+        special = t == eot or (t < tokenizer.n_vocab and tokenizer.is_special_token(t))
+        cls = "dp-chip dp-chip-special" if special else "dp-chip"
+        chips.append(f'<span class="{cls}" title="position {i}, id {t}">'
+                     f'<span class="dp-chip-text">{html.escape(label)}</span>'
+                     f'<span class="dp-chip-id">{t}</span></span>')
+    parts = [f'<div class="dp-chips-head">{len(ids)} token{"s" if len(ids) != 1 else ""} '
+             f'<span class="dp-muted">␣ = space, ↵ = newline; the small number is the id</span></div>']
+    if wrapped is not None:
+        parts.append('<div class="dp-wrapped"><div class="dp-muted">The chat template wraps your '
+                     'text; the model reads:</div><pre>' + html.escape(wrapped) + '</pre></div>')
+    if len(ids) == 1 and ids[0] == eot and not wrapped:
+        parts.append('<div class="dp-muted">An empty prompt starts from the end-of-text token, '
+                     'as if a new document began.</div>')
+    if notice:
+        parts.append(f'<div class="dp-note">{html.escape(notice)}</div>')
+    parts.append('<div class="dp-chips">' + "".join(chips) + "</div>")
+    return '<div class="dp-prompt-tokens">' + "".join(parts) + "</div>"
+
+
+def prob_colour(p: float) -> str:
+    """Background for a chosen token: red for unlikely picks, through amber, to green."""
+    p = min(max(float(p), 0.0), 1.0)
+    hue = 120 * p ** 0.5  # the square root spreads the common small probabilities apart
+    return f"hsl({hue:.0f}, 85%, 82%)"
+
+
+def _alternatives(tokenizer, record, top: int = 5) -> list:
+    """The model's top raw candidates at that step, each with its final probability (None
+    when it is outside the final top list the record keeps)."""
+    final = dict(record.candidates[list(record.candidates)[-1]])  # the last stage run = final
+    return [[token_label(tokenizer, t), round(p, 4), None if t not in final else round(final[t], 4)]
+            for t, p in record.candidates["raw"][:top]]
+
+
+def output_html(tokenizer, session) -> str:
+    """The prompt (muted) and every chosen token coloured by its probability. Each token
+    carries its step number and top alternatives for the page's tooltip and click."""
+    prompt_ids = session.ids[:session.prompt_len]
+    history = session.history
+    texts = token_texts(tokenizer, session.ids)
+    prompt_text = "".join(texts[:session.prompt_len])
+    if prompt_ids == [session.eot]:
+        prompt_html = '<span class="dp-prompt dp-muted">⟨start of text⟩</span>'
+    else:
+        prompt_html = f'<span class="dp-prompt">{_text_html(prompt_text)}</span>'
+    spans = []
+    for n, (record, text) in enumerate(zip(history, texts[session.prompt_len:])):
+        if record.token == session.eot:
+            shown = '<span class="dp-eot">⟨end of text⟩</span>'
+        else:
+            shown = _text_html(text) if text else '<span class="dp-partial">·</span>'
+        info = {"step": n, "token": record.token, "label": token_label(tokenizer, record.token),
+                "p": round(record.prob, 4), "raw": round(record.raw_prob, 4), "how": record.how,
+                "u": None if record.u is None else round(record.u, 4),
+                "alt": _alternatives(tokenizer, record)}
+        spans.append(f'<span class="dp-tok dp-{record.how}" data-step="{n}" '
+                     f'style="background:{prob_colour(record.prob)}" '
+                     f"data-info='{html.escape(json.dumps(info, ensure_ascii=False), quote=True)}'>"
+                     f"{shown}</span>")
+    hint = "" if history else ('<span class="dp-muted dp-hint"> ← Step, Generate or click a bar '
+                               'to add a token</span>')
+    return '<div class="dp-text">' + prompt_html + "".join(spans) + hint + "</div>"
+
+
+def _text_html(text: str) -> str:
+    """Text as HTML that keeps newlines (with a faint ↵) and shows control characters."""
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append('<span class="dp-nl">↵</span>\n')
+        elif ch == "\t" or ch >= " " and ch != "\x7f" and unicodedata.category(ch) != "Cc":
+            out.append(html.escape(ch))
+        else:
+            out.append(f'<span class="dp-ctrl">{html.escape(visible(ch))}</span>')
+    return "".join(out)
