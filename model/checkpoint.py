@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -100,8 +101,12 @@ def read_weights(directory: Path, names=(WEIGHTS_FILE,), allow_torch_bin: bool =
             try:  # weights_only: tensors and plain containers only, never arbitrary objects
                 return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as e:
-                raise ValueError(f"{path} could not be read as plain tensors ({type(e).__name__}: "
-                                 f"{e}); only weights-only checkpoints are accepted") from e
+                # torch's own message runs to many lines and suggests weights_only=False, the
+                # one thing never to do with an untrusted file: keep only its first line.
+                first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()[:1]
+                raise ValueError(f"{path} could not be read as plain tensors ({type(e).__name__}"
+                                 f"{': ' + first[0] if first else ''}); only weights-only "
+                                 "checkpoints are accepted: re-save it as safetensors") from e
     raise FileNotFoundError(f"no weights file in {directory}: expected one of {list(names)}")
 
 

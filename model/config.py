@@ -53,6 +53,13 @@ class GPTConfig:
             raise ValueError(
                 f"GPTConfig.n_head ({self.n_head}) must be divisible by n_kv_head ({self.n_kv_head})"
             )
+        eot = self.eot_token
+        # Checked here, not at the first empty prompt, where it would be an index error deep
+        # inside the embedding.
+        if eot is not None and (isinstance(eot, bool) or not isinstance(eot, int)
+                                or not 0 <= eot < self.vocab_size):
+            raise ValueError(f"GPTConfig.eot_token must be a token id in [0, {self.vocab_size}) "
+                             f"or None, but is {eot!r}")
 
     @property
     def kv_heads(self) -> int:

@@ -7,8 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import sys
+import types
 
+from .decode import generate
 from .loading import load_model
 from .sampling import SamplingSettings
 from .session import DecodingSession
@@ -50,18 +53,33 @@ def main(argv=None) -> int:
         print(f"note: {notice}", file=sys.stderr)
     if not args.show_probs:
         sys.stdout.write(args.prompt)
+    # A character can span several tokens (most emoji do in GPT-2): decode the byte stream, so
+    # a character is printed once its last byte arrives instead of as one U+FFFD per token.
+    text = codecs.getincrementaldecoder("utf-8")(errors="replace")
     for record in session.generate(args.max_new_tokens, settings):
         if args.show_probs:
             top = record.candidates[list(record.candidates)[-1]][:5]
             alts = "  ".join(f"{tokenizer.decode([t])!r} {p:.3f}" for t, p in top if p > 0)
             print(f"[{record.position}] {record.piece!r} p={record.prob:.3f} ({record.how})   top: {alts}")
         else:
-            sys.stdout.write(record.piece)
+            sys.stdout.write(text.decode(tokenizer.decode_single_token_bytes(record.token)))
             sys.stdout.flush()
     if not args.show_probs:
-        sys.stdout.write("\n")
+        sys.stdout.write(text.decode(b"", final=True) + "\n")
     return 0
 
+
+class _CallableModule(types.ModuleType):
+    """`from model import generate` is the decoding function, and this CLI module has the same
+    name: importing it (`import model.generate`) rebinds the package attribute to the module.
+    Calling the module calls the function, so `model.generate(gpt, idx, n)` works either way."""
+
+    def __call__(self, *args, **kwargs):
+        return generate(*args, **kwargs)
+
+
+if __name__ in sys.modules and __name__ != "__main__":
+    sys.modules[__name__].__class__ = _CallableModule
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -166,6 +166,20 @@ class GPT(nn.Module):
                 n -= self.transformer.wpe.weight.numel()
         return n
 
+    def use_decode_layout(self) -> "GPT":
+        """Store every weight matrix column-major, in place: the same shapes, values and
+        Parameter objects (a tied weight stays tied), and no extra memory. Returns self.
+
+        nn.Linear holds its weight as (out, in) and computes x @ W.T. A decode step multiplies
+        a single row by each matrix, streaming it from memory, and on this project's CPUs
+        that is ~1.3x faster when W.T is contiguous (GPT-2's Conv1D layout), ~1.7x for the
+        50257 x 768 head. Checkpoints are unaffected: export makes every tensor contiguous.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                module.weight.data = module.weight.data.t().contiguous().t()
+        return self
+
     def new_cache(self, batch: int = 1, max_len: int | None = None) -> KVCache:
         p = self.lm_head.weight
         return KVCache(self.config.n_layer, batch, self.config.kv_heads,
@@ -198,7 +212,8 @@ class GPT(nn.Module):
         x = self.transformer.ln_f(x)
         if targets is not None:
             logits = self.lm_head(x)  # (B, T, V)
-            return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.view(-1),
+            # reshape, not view: targets are often a slice (ids[:, 1:]) and not contiguous.
+            return F.cross_entropy(logits.view(-1, logits.size(-1)).float(), targets.reshape(-1),
                                    ignore_index=-1)
         if last_only:
             x = x[:, -1:, :]  # (B, 1, C): inference needs only the last position's vector

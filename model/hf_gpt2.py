@@ -31,6 +31,8 @@ def gpt2_config(hf: dict, source: Path) -> GPTConfig:
                          eot_token=hf.get("eos_token_id"))
     except KeyError as e:
         raise ValueError(f"{source}: GPT-2 config lacks {e}") from e
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from e
 
 
 def load_gpt2_snapshot(directory: Path, hf: dict):

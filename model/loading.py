@@ -10,12 +10,21 @@ from .checkpoint import MODEL_TYPE, load_checkpoint, read_config
 def load_model(path):
     """Returns (gpt, tokenizer): gpt in eval mode on the CPU, tokenizer a tiktoken.Encoding.
 
-    path: one of our checkpoint directories, or a Hugging Face GPT-2 snapshot directory.
+    path: one of our checkpoint directories, a Hugging Face GPT-2 snapshot directory,
+    "smollm2" (SmolLM2-135M-Instruct: fetched once, then cached; see model/smollm2.py), or a
+    Llama-architecture .gguf file (converted once into the cache; see model/gguf_loader.py).
     """
+    if str(path) == "smollm2":
+        from .smollm2 import load_smollm2
+        return load_smollm2()
     directory = Path(path)
+    if directory.suffix.lower() == ".gguf" and directory.is_file():
+        from .smollm2 import load_gguf_file
+        return load_gguf_file(directory)
     if not directory.exists():
         raise FileNotFoundError(f"model path {str(path)!r} does not exist; pass a checkpoint "
-                                "directory or a Hugging Face GPT-2 snapshot directory")
+                                "directory, a Hugging Face GPT-2 snapshot directory, a .gguf "
+                                "file or 'smollm2'")
     if not directory.is_dir():
         raise ValueError(f"model path {str(path)!r} is a file; pass the directory that holds "
                          "config.json and the weights")

