@@ -274,13 +274,19 @@ def run_pipeline(logits: torch.Tensor, settings: SamplingSettings | None = None,
 
 def _check_stage(name: str, logits: torch.Tensor, s: SamplingSettings) -> None:
     """A stage that leaves no finite logit, or an infinite one, has no distribution to offer."""
-    if torch.isposinf(logits).any() or (name == "temperature" and not torch.isfinite(logits).any()):
+    if not torch.isposinf(logits).any() and torch.isfinite(logits).any():
+        return
+    if name == "temperature":
         raise ValueError(f"temperature {s.temperature!r} is too small: the logits divided by it "
                          "overflow; use temperature 0 for greedy decoding")
-    if not torch.isfinite(logits).any():
-        detail = (f"no_repeat_ngram_size {s.no_repeat_ngram_size} bans every token here"
-                  if name == "penalties" else f"the {name} stage removed every token")
-        raise ValueError(f"{detail}; lower or turn off that setting")
+    if name == "penalties" and s.no_repeat_ngram_size and not torch.isposinf(logits).any():
+        raise ValueError(f"no_repeat_ngram_size {s.no_repeat_ngram_size} bans every token here; "
+                         "lower it (0 = off)")
+    if name == "penalties":
+        raise ValueError(f"the penalties overflow the logits (repetition_penalty "
+                         f"{s.repetition_penalty!r}, presence_penalty {s.presence_penalty!r}, "
+                         f"frequency_penalty {s.frequency_penalty!r}); use less extreme values")
+    raise ValueError(f"the {name} stage removed every token; lower or turn off that setting")
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,

@@ -356,7 +356,7 @@ def test_no_repeat_ngram_that_bans_everything_is_an_error_not_nan(tmp_path):
     user.session.reset("")
     s = user.session
     s._ids = [0, 0, 1, 0, 2, 0]  # after "0", each of 0, 1, 2 has followed "0" once
-    with pytest.raises(gr.Error, match="no_repeat_ngram_size=2 bans every token"):
+    with pytest.raises(gr.Error, match="no_repeat_ngram_size 2 bans every token"):
         app.api_step(reg, user, {"no_repeat_ngram_size": 2})
 
 
@@ -364,9 +364,9 @@ def test_no_repeat_ngram_that_bans_everything_is_an_error_not_nan(tmp_path):
                                       {"presence_penalty": -1e308, "frequency_penalty": -1e308}])
 def test_settings_that_overflow_the_logits_are_refused(registry, settings):
     user = start(registry, "To be, or not to be")
-    with pytest.raises(gr.Error, match="overflow the logits"):
+    with pytest.raises(gr.Error, match="overflow"):
         app.api_step(registry, user, settings)
-    with pytest.raises(gr.Error, match="overflow the logits"):
+    with pytest.raises(gr.Error, match="overflow"):
         app.api_pick(registry, user, 3, settings)
     assert len(user.session.history) == 0
 

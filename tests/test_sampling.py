@@ -340,3 +340,14 @@ def test_broken_logits_raise_value_error():
         next_token_probs(torch.full((3,), float("-inf")))
     with pytest.raises(ValueError, match=r"1-D tensor \(vocab,\)"):
         next_token_probs(torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("settings, context, match", [
+    (dict(temperature=1e-320), [], "temperature 1e-320 is too small"),
+    (dict(no_repeat_ngram_size=1), [0, 1, 2, 3, 4], "no_repeat_ngram_size 1 bans every token"),
+    (dict(repetition_penalty=1e-320), [0, 1], "penalties overflow the logits"),
+])
+def test_settings_that_leave_no_distribution_raise_instead_of_returning_nan(settings, context, match):
+    logits = torch.tensor([3.0, 2.0, 1.0, 0.5, -1.0], dtype=torch.float64)
+    with pytest.raises(ValueError, match=match):
+        run_pipeline(logits, SamplingSettings(**settings), context)
