@@ -5,7 +5,7 @@ A GGUF holds everything in one file: the architecture as metadata keys ("llama.b
 them quantized (Q4_1: blocks of 32 weights sharing a float16 scale and offset, 4 bits each).
 
 Reading uses the `gguf` package (llama.cpp's own reader) and its dequantizers; the weights
-become float32, since this CPU has no fast path for anything smaller (see NOTES.md). The
+become float32, since CPUs without AVX-512/AMX have no fast bf16 or fp16 matmul. The
 conversion runs once: the result is an ordinary checkpoint directory in the user's cache,
 named after the file's SHA-256, so the next load is a plain safetensors read.
 
