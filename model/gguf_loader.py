@@ -20,8 +20,6 @@ Two things differ from a Hugging Face Llama checkpoint and are undone here:
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -32,9 +30,9 @@ import torch
 
 from .checkpoint import CONFIG_FILE, build_model, load_checkpoint, read_config, save_checkpoint
 from .config import GPTConfig
+from .downloads import cache_dir, sha256_file
 from .tokenizer import bytes_to_unicode
 
-CACHE_ENV = "DECODING_PLAYGROUND_CACHE"
 CONVERTED = "converted"  # cache subfolder holding one checkpoint directory per GGUF file
 
 # The pre-tokenizer regex for each `tokenizer.ggml.pre` name we support: the text is cut into
@@ -54,23 +52,6 @@ _EXCLUDED = "@@"  # where characters the vocabulary cannot spell are kept out of
 
 # llama.cpp's token types (llama_token_type): only NORMAL tokens are BPE pieces.
 NORMAL, CONTROL = 1, 3
-
-
-def cache_dir() -> Path:
-    """Where downloaded and converted models live: $DECODING_PLAYGROUND_CACHE if set, else
-    $XDG_CACHE_HOME/decoding-playground, else ~/.cache/decoding-playground."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "decoding-playground"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---- reading ----

