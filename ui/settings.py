@@ -43,6 +43,7 @@ SLIDER_NAMES = tuple(c.name for c in CONTROLS)
 SETTING_NAMES = SLIDER_NAMES + ("temperature_last",)  # the checkbox comes last
 DEFAULTS = {c.name: c.default for c in CONTROLS} | {"temperature_last": False}
 INTEGER_SETTINGS = {"top_k", "no_repeat_ngram_size"}
+API_MAX_INT = 2**31 - 1  # far past any vocabulary or context, well inside JSON's integers
 
 
 def settings_from_values(*values) -> SamplingSettings:
@@ -61,7 +62,14 @@ def settings_from_api(value) -> SamplingSettings:
     if not isinstance(value, dict):
         raise ValueError(f"settings must be a JSON object such as {{\"temperature\": 0.7, \"top_k\": 40}}, "
                          f"but is {type(value).__name__} {value!r:.80}")
-    return SamplingSettings.from_dict(value)
+    settings = SamplingSettings.from_dict(value)
+    # Every reply echoes the settings, and JSON (orjson, the page's JavaScript) cannot carry
+    # integers past 64 bits: refuse them here, before a step is taken, not after.
+    for name in INTEGER_SETTINGS:
+        if getattr(settings, name) > API_MAX_INT:
+            raise ValueError(f"{name} must be an integer in [0, {API_MAX_INT}] (0 = off), "
+                             f"but is {value[name]!r:.80}")
+    return settings
 
 
 def settings_from_query(params) -> tuple[dict, list[str]]:

@@ -1,0 +1,256 @@
+"""Safe defaults for a shared server: loopback unless told otherwise, models only from the
+command line, and limits (prompt length, tokens per call, steps per session, concurrent jobs,
+queue size) that answer with a clear message when hit."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import types
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import gradio as gr
+import httpx
+import psutil
+import pytest
+
+import app
+from model.loading import load_model
+from test_app import make_tiny_checkpoint
+from test_hostile import RawSession
+from ui.state import ModelRegistry
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(demo) -> str:
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                ssr_mode=False, quiet=True)
+    return f"http://127.0.0.1:{port}/"
+
+
+# ---- where the server listens ----
+
+@pytest.mark.parametrize("argv, host", [([], "127.0.0.1"), (["--host", "0.0.0.0"], "0.0.0.0")])
+def test_the_server_binds_loopback_unless_host_says_otherwise(tiny_checkpoint, monkeypatch, argv, host):
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.update(kw))
+    app.main(["--model", str(tiny_checkpoint), "--port", "7999", *argv])
+    assert launched["server_name"] == host and launched["share"] is False
+
+
+def test_a_started_server_listens_on_127_0_0_1_only(tiny_checkpoint):
+    port = free_port()
+    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", str(tiny_checkpoint),
+                             "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90  # startup is 8-20 s here: torch and gradio imports
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "the server exited"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        listening = {c.laddr.ip for c in psutil.Process(proc.pid).net_connections("inet")
+                     if c.status == psutil.CONN_LISTEN}
+        assert listening == {"127.0.0.1"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+# ---- models come only from the command line ----
+
+@pytest.fixture(scope="module")
+def menu(tmp_path_factory):
+    """A server offering one model, and a second, perfectly loadable checkpoint on disk that
+    it does not offer. The loader records every path it is asked to open."""
+    served = str(make_tiny_checkpoint(tmp_path_factory.mktemp("served")))
+    other = str(make_tiny_checkpoint(tmp_path_factory.mktemp("not_served")))
+    opened = []
+
+    def loader(path):
+        opened.append(str(path))
+        return load_model(path)
+
+    demo = app.build_demo([served], loader=loader)
+    url = launch(demo)
+    yield types.SimpleNamespace(url=url, served=served, other=other, opened=opened, demo=demo)
+    demo.close()
+
+
+def test_the_api_cannot_load_a_path_that_is_not_on_the_command_line(menu):
+    from gradio_client import Client
+
+    c = Client(menu.url, verbose=False)
+    try:
+        for path in (menu.other, "/etc/passwd", "../../", "smollm2", menu.served + "/../x"):
+            with pytest.raises(Exception, match="is not served here; choose one of"):
+                c.predict("To be", 0, path, False, api_name="/reset")
+        assert c.predict("To be", 0, menu.served, False, api_name="/reset")["model"] == menu.served
+    finally:
+        c.close()
+    assert set(menu.opened) == {menu.served}
+
+
+def test_the_model_menu_cannot_be_fed_an_arbitrary_path(menu):
+    """The dropdown's own event (private: the page calls it by number) with a path that is not
+    one of its choices: refused before any handler runs, and nothing is opened."""
+    raw = RawSession(menu.url)
+    try:
+        config = httpx.get(menu.url + "config").json()
+        dropdown = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "model")
+        event = next(d for d in config["dependencies"] if [dropdown, "input"] in d["targets"])
+        for path in (menu.other, "/etc", "smollm2"):
+            reply = raw.join(event["id"], [None, path, "To be", 0, False])
+            assert not reply.ok and "not in the list of choices" in reply.error, reply
+    finally:
+        raw.close()
+    assert set(menu.opened) <= {menu.served}
+
+
+def test_a_shared_link_naming_another_model_falls_back_to_the_default(menu):
+    registry = ModelRegistry([menu.served], loader=lambda p: (menu.opened.append(p), load_model(p))[1])
+    request = types.SimpleNamespace(query_params={"model": menu.other})
+    outputs = list(app.on_load(registry, request))[-1]
+    assert outputs[1] == menu.served and "is not served here" in outputs[-2]
+    assert menu.other not in menu.opened
+
+
+def test_the_servers_file_routes_do_not_serve_arbitrary_files(menu):
+    for path in ("/etc/passwd", menu.other + "/config.json", str(ROOT / "app.py")):
+        r = httpx.get(f"{menu.url}gradio_api/file={path}")
+        assert r.status_code in (403, 404), (path, r.status_code)
+
+
+def test_no_rest_route_runs_a_handler_outside_the_queue(menu):
+    """Gradio's direct route would skip CONCURRENCY and QUEUE_SIZE: it is closed."""
+    r = httpx.post(f"{menu.url}gradio_api/run/step", json={"data": [None, {}]})
+    assert r.status_code == 404 and "join the queue" in r.text
+
+
+# ---- limits, each with a clear message ----
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    return ModelRegistry([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
+
+
+def test_a_prompt_over_the_limit_keeps_its_end_and_says_so(registry):
+    prompt = "x" * (app.MAX_PROMPT_CHARS + 10) + "END"
+    _, info = app.api_reset(registry, None, prompt, 0, "", False)
+    assert info["text"].endswith("END") and len(info["text"]) <= app.MAX_PROMPT_CHARS
+    assert f"cut to its last {app.MAX_PROMPT_CHARS:,} characters" in info["notice"]
+
+
+def test_more_tokens_per_generate_than_the_limit_is_refused_clearly(registry):
+    user, _ = app.api_reset(registry, None, "To be", 0, "", False)
+    with pytest.raises(gr.Error, match=rf"n must be an integer in \[1, {app.MAX_GENERATE}\]"):
+        list(app.api_generate(registry, user, app.MAX_GENERATE + 1, {}))
+    assert len(user.session.history) == 0
+
+
+def test_a_session_stops_at_max_steps_and_says_press_reset(registry, monkeypatch):
+    monkeypatch.setattr(app, "MAX_STEPS", 4)
+    user, _ = app.api_reset(registry, None, "To be", 0, "", False)
+    for _ in range(4):
+        app.api_step(registry, user, {})
+    with pytest.raises(gr.Error, match="the limit is 4. Press Reset"):
+        app.api_step(registry, user, {})
+    with pytest.raises(gr.Error, match="the limit is 4"):
+        list(app.api_generate(registry, user, 1, {}))
+    app.api_undo(registry, user)
+    assert app.api_step(registry, user, {})["steps"] == 4  # Undo makes room again
+
+
+def test_concurrent_jobs_and_queue_size_are_bounded_with_a_clear_message(tmp_path, monkeypatch):
+    """One job at a time and two waiting: a burst of six gets three answers and three
+    'Queue is full' refusals naming the limit, and never two jobs at once."""
+    release, running, peak = threading.Event(), [0], [0]
+    lock = threading.Lock()
+
+    def slow_undo(registry, user):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(30)
+        with lock:
+            running[0] -= 1
+        return {"undone": None, "text": "", "steps": 0}
+
+    monkeypatch.setattr(app, "api_undo", slow_undo)
+    monkeypatch.setattr(app, "CONCURRENCY", 1)
+    monkeypatch.setattr(app, "QUEUE_SIZE", 2)
+    demo = app.build_demo([str(make_tiny_checkpoint(tmp_path / "ckpt"))])
+    url = launch(demo)
+    replies = []
+    try:
+        sessions = [RawSession(url) for _ in range(6)]
+        threads = [threading.Thread(target=lambda s=s: replies.append(s.call("undo"))) for s in sessions]
+        for t in threads:
+            t.start()
+            time.sleep(0.3)  # in order: the first runs, two wait, the rest find the queue full
+        release.set()
+        for t in threads:
+            t.join(timeout=60)
+        for s in sessions:
+            s.close()
+    finally:
+        release.set()
+        demo.close()
+    full = [r for r in replies if not r.ok]
+    assert len(replies) == 6 and peak[0] == 1
+    assert len(full) >= 1 and all("Queue is full. Max size is 2" in r.error for r in full), full
+    assert sum(r.ok for r in replies) >= 2
+
+
+# ---- memory: a visitor who leaves takes their session along ----
+
+def test_a_closed_tab_frees_its_session_and_others_keep_theirs(tmp_path, monkeypatch):
+    import gc
+
+    from gradio_client import Client
+    from model.session import DecodingSession
+
+    monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.5")  # notice a closed client quickly
+    demo = app.build_demo([str(make_tiny_checkpoint(tmp_path / "ckpt"))])
+    url = launch(demo)
+    try:
+        leaving, staying = Client(url, verbose=False), Client(url, verbose=False)
+        for c in (leaving, staying):
+            c.predict("To be", 1, api_name="/reset")
+            c.submit(20, {}, api_name="/generate").result()
+        holder = demo.state_holder
+        assert leaving.session_hash in holder and staying.session_hash in holder
+
+        def live_sessions():
+            gc.collect()
+            return sum(type(o) is DecodingSession for o in gc.get_objects())
+        before = live_sessions()
+        leaving.close()
+        deadline = time.monotonic() + 30
+        while leaving.session_hash in holder and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert leaving.session_hash not in holder, "a closed client's session is still held"
+        assert live_sessions() == before - 1
+        assert staying.predict(api_name="/export")["steps"][-1]["position"] > 0
+        staying.close()
+    finally:
+        demo.close()
