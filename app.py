@@ -61,6 +61,9 @@ MAX_GENERATE = 200  # tokens per Generate click
 MAX_STEPS = 1000  # tokens one session may add before a Reset (bounds memory per visitor)
 CHART_EVERY_S = 0.25  # while generating, send the chart at most this often (the text every token)
 CONCURRENCY, QUEUE_SIZE = 4, 64
+# Live sessions kept in memory, least recently used dropped first: ten times a full workshop
+# room, and a bound on what clients that never say goodbye (scripts, raw API calls) can hold.
+MAX_SESSIONS = 500
 
 
 # ---- small helpers ----
@@ -639,7 +642,7 @@ def main(argv=None):
     except Exception as e:
         print(f"warning: could not load {demo.registry.default}: {e}")
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
-                footer_links=["api"])
+                footer_links=["api"], state_session_capacity=MAX_SESSIONS)
 
 
 if __name__ == "__main__":

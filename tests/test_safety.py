@@ -53,6 +53,27 @@ def test_the_server_binds_loopback_unless_host_says_otherwise(tiny_checkpoint, m
     assert launched["server_name"] == host and launched["share"] is False
 
 
+def test_the_server_keeps_a_bounded_number_of_sessions_dropping_the_least_recent(tiny_checkpoint,
+                                                                                  monkeypatch):
+    """Clients that never close (scripts, raw API calls) each open a session; past the cap,
+    Gradio's state holder drops the least recently used one."""
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.update(kw))
+    app.main(["--model", str(tiny_checkpoint), "--port", "7999"])
+    assert launched["state_session_capacity"] == app.MAX_SESSIONS
+    assert 50 * 5 <= app.MAX_SESSIONS <= 2000  # room for a full workshop, bounded memory
+
+    from gradio.state_holder import StateHolder
+    holder = StateHolder()
+    holder.capacity = 3
+    holder.blocks = gr.Blocks()
+    for name in ["a", "b", "c"]:
+        holder[name]
+    holder["a"]  # a is used again, so b is now the least recent
+    holder["d"]
+    assert list(holder.session_data) == ["c", "a", "d"]
+
+
 def test_a_started_server_listens_on_127_0_0_1_only(tiny_checkpoint):
     port = free_port()
     env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
