@@ -181,12 +181,14 @@ def main(argv=None):
             # the deadline the examples are still drawn (cheap), only not sent.
             name = data.draw(st.sampled_from([n for n, w in zip(ENDPOINTS, WEIGHTS) for _ in range(w)]))
             call_args = draw_args(data, name, srv)
-            # undo and export take no arguments: a drawn repeat count keeps their examples
-            # distinct (hypothesis does not generate the same example twice)
-            repeat = data.draw(st.integers(1, 4)) if not call_args else 1
+            # undo and export take no arguments; hypothesis never generates the same example
+            # twice, so give them something to vary: how often, and how far apart
+            repeat, pause = ((data.draw(st.integers(1, 4)), data.draw(st.floats(0, 0.02)))
+                             if not call_args else (1, 0.0))
             if time.monotonic() > deadline:
                 return
             for _ in range(repeat):
+                time.sleep(pause)
                 reply = send(srv, name, *call_args)
                 tally[f"{name} {'ok' if reply.ok else 'refused'}"] += 1
                 try:

@@ -114,7 +114,7 @@ class RawSession:
         event = r.json()["event_id"]
         with self.http.stream("GET", f"{self.url}/gradio_api/queue/data",
                               params={"session_hash": self.session_hash}) as stream:
-            for line in stream.iter_lines():
+            for line in sse_lines(stream):
                 if not line.startswith("data:"):
                     continue
                 msg = json.loads(line[5:])
@@ -128,6 +128,19 @@ class RawSession:
                 if msg.get("msg") == "unexpected_error":
                     return Reply(False, error=msg.get("message"))
         return Reply(False, error=None)  # the stream ended without completing this event
+
+
+def sse_lines(response):
+    """An event stream's lines. Only \n ends one: httpx's iter_lines also splits at U+0085 and
+    U+2028, which a prompt may contain and the server sends unescaped inside the JSON."""
+    buffer = b""
+    for chunk in response.iter_bytes():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8").rstrip("\r")
+    if buffer:
+        yield buffer.decode("utf-8")
 
 
 def strict_json(value) -> bool:
@@ -147,6 +160,7 @@ NASTY_TEXT = [
     "\u202e\u200b\ufeff\u0301", "<script>alert(1)</script>", "../../../../etc/passwd", "/etc/shadow",
     "<|endoftext|>", "<|endoftext|>" * 40, "<|im_start|>user\nhi<|im_end|>", "🙂" * 300,
     "%s%n{0}{{}}\\", "\n" * 5000, "x" * 1_000_000, "To be, or not to be",
+    "line\x85next\u2028and\u2029", "\x85",
 ]
 scalars = st.one_of(
     st.none(), st.booleans(),
