@@ -16,6 +16,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -28,6 +29,14 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 METRICS_FILE = "metrics.jsonl"
 TIED_KEY, HEAD_KEY = "transformer.wte.weight", "lm_head.weight"
+
+
+class Loaded(NamedTuple):
+    """What load_model returns: the model, its tokenizer, and its card (name, source,
+    licence, how it was made: whatever the files say about it)."""
+    gpt: GPT
+    tokenizer: object  # tiktoken.Encoding
+    card: dict
 
 
 def _write_atomically(path: Path, write) -> None:
@@ -140,7 +149,7 @@ def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: Path)
     return gpt.use_decode_layout().eval()  # loaded models are for decoding: see GPT
 
 
-def load_checkpoint(directory: str | Path):
+def load_checkpoint(directory: str | Path) -> Loaded:
     directory = Path(directory)
     meta = read_config(directory)
     try:
@@ -148,7 +157,10 @@ def load_checkpoint(directory: str | Path):
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{directory / CONFIG_FILE}: bad model config ({e})") from e
     gpt = build_model(config, read_weights(directory), directory / WEIGHTS_FILE)
-    return gpt, load_tokenizer(directory)
+    card = {"name": directory.name, "source": str(directory)} | dict(meta.get("card") or {})
+    if "training" in meta:
+        card.setdefault("training", meta["training"])
+    return Loaded(gpt, load_tokenizer(directory), card)
 
 
 def read_metrics(directory: str | Path) -> list[dict]:

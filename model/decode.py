@@ -1,23 +1,36 @@
-"""`generate`: nanoGPT's shape of it (idx in, idx + new tokens out), decoded with the KV cache."""
+"""`generate`: nanoGPT's shape of it (idx in, idx + new tokens out), decoded with the KV cache.
+
+It chooses every token exactly as DecodingSession does (sampling.run_pipeline, then
+sampling.choose with the u of (seed, position)) and slides its context at the same points
+(kv_cache.context_window), so row b of a batch writes the same text as a session with seed
+`seed + b` started from that row's prompt.
+"""
 
 from __future__ import annotations
+
+import secrets
 
 import torch
 
 from .gpt import GPT
-from .sampling import SamplingSettings, next_token_probs, pick_token
+from .kv_cache import context_window
+from .sampling import SEED_MAX, SamplingSettings, check_seed, choose, run_pipeline
 
 
 @torch.inference_mode()
-def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int = 0, top_p: float = 1.0, seed: int | None = None) -> torch.Tensor:
+def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, settings: SamplingSettings | None = None,
+             *, seed: int | None = 0, **values) -> torch.Tensor:
     """idx (B, T) long -> (B, T + max_new_tokens). Never stops early.
 
-    The prompt is prefilled once; every new token costs one position of compute. When the
-    context fills up, the window keeps its last half and is prefilled again.
-    temperature 0 = greedy; top_k 0 and top_p 1 = off (Hugging Face semantics, see sampling).
+    Settings are a SamplingSettings or its fields as keywords (temperature=0.8, top_k=40, ...;
+    temperature 0 = greedy, every filter off by default). Row b draws with seed + b (None = a
+    random seed). Like the session, the model sees the prompt's last block_size tokens, and
+    position counts from there. The prompt is prefilled once; every new token costs one
+    position of compute; a full context keeps its last half and is prefilled again.
     """
-    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
+    if settings is not None and values:
+        raise ValueError(f"pass either settings or setting keywords, not both (got {sorted(values)})")
+    settings = settings if settings is not None else SamplingSettings.from_dict(values)
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, but is {max_new_tokens!r}")
     if idx.dim() != 2 or idx.size(1) == 0:
@@ -26,27 +39,30 @@ def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, temperature: floa
     if idx.min() < 0 or idx.max() >= vocab:
         raise ValueError(f"idx holds token ids outside [0, {vocab}): min {int(idx.min())}, "
                          f"max {int(idx.max())}")
+    B, block = idx.size(0), gpt.config.block_size
+    seed = secrets.randbelow(SEED_MAX + 1 - B) if seed is None else check_seed(seed)
+    seeds = [check_seed(seed + b) for b in range(B)]
     device = gpt.lm_head.weight.device
-    idx = idx.to(device)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    block = gpt.config.block_size
-    cache = gpt.new_cache(idx.size(0))
-    out = [idx]
-    logits = gpt(idx[:, -block:], cache=cache, last_only=True)[:, -1, :]  # (B, V)
+    rows = idx[:, -block:].tolist()  # what each row's model and penalties see, as a session's ids
+    cache = gpt.new_cache(B)
+    logits = gpt(idx[:, -block:].to(device), cache=cache, last_only=True)[:, -1, :]  # (B, V)
+    new = []
     for i in range(max_new_tokens):
-        if settings.greedy:
-            nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-        else:
-            u = torch.rand(idx.size(0), generator=generator).tolist()
-            nxt = torch.tensor([[pick_token(next_token_probs(row, temperature, top_k, top_p), ui)]
-                                for row, ui in zip(logits, u)], device=device)
-        out.append(nxt)
+        step = []
+        for b in range(B):
+            token, _, _ = choose(run_pipeline(logits[b], settings, rows[b]), settings, seeds[b],
+                                 len(rows[b]))
+            rows[b].append(token)
+            step.append(token)
+        nxt = torch.tensor(step, device=device)[:, None]  # (B, 1)
+        new.append(nxt)
         if i == max_new_tokens - 1:
             break
-        if cache.pos == block:  # full: keep the last half of the window and prefill it again
+        if cache.pos >= block:  # full: slide the window as the session does, and prefill it
             cache.reset()
-            window = torch.cat(out, dim=1)[:, -(block // 2):]
+            start = context_window(len(rows[0]), block)
+            window = torch.tensor([r[start:] for r in rows], device=device)
             logits = gpt(window, cache=cache, last_only=True)[:, -1, :]
         else:
             logits = gpt(nxt, cache=cache)[:, -1, :]
-    return torch.cat(out, dim=1)
+    return torch.cat([idx.to(device)] + new, dim=1)

@@ -13,37 +13,40 @@ import types
 
 from .decode import generate
 from .loading import load_model
-from .sampling import SamplingSettings
+from .sampling import SEED_MAX, SETTINGS, SamplingSettings
 from .session import DecodingSession
 
 DEFAULT_MODEL = "checkpoints/shakespeare"
 
 
+def add_setting_flags(ap: argparse.ArgumentParser) -> None:
+    """One flag per sampling setting, from the table in model/sampling.py: its name with
+    dashes, its type, its default and its help."""
+    for x in SETTINGS.values():
+        flag = "--" + x.name.replace("_", "-")
+        if x.kind == "bool":
+            ap.add_argument(flag, action="store_true", help=x.help)
+        else:
+            ap.add_argument(flag, type=int if x.kind == "int" else float, default=x.default,
+                            help=f"{x.help} (default {x.default:g})")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.generate", description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=DEFAULT_MODEL, help="checkpoint dir or HF GPT-2 snapshot dir")
+    ap.add_argument("--model", default=DEFAULT_MODEL,
+                    help="checkpoint dir, HF GPT-2 snapshot dir, .gguf file or 'smollm2'")
     ap.add_argument("--prompt", default="", help="text to continue ('' = start of a document)")
     ap.add_argument("--max-new-tokens", type=int, default=100)
-    ap.add_argument("--temperature", type=float, default=1.0, help="0 = greedy")
-    ap.add_argument("--top-k", type=int, default=0, help="0 = off")
-    ap.add_argument("--top-p", type=float, default=1.0, help="1 = off")
-    ap.add_argument("--min-p", type=float, default=0.0, help="0 = off")
-    ap.add_argument("--typical-p", type=float, default=1.0, help="1 = off")
-    ap.add_argument("--repetition-penalty", type=float, default=1.0, help="1 = off")
-    ap.add_argument("--temperature-last", action="store_true",
-                    help="apply temperature after the filters (llama.cpp's order)")
-    ap.add_argument("--seed", type=int, default=0)
+    add_setting_flags(ap)
+    ap.add_argument("--seed", type=int, default=0, help=f"0 to {SEED_MAX}")
     ap.add_argument("--show-probs", action="store_true",
                     help="print each step's top candidates and their probabilities")
     args = ap.parse_args(argv)
     try:
-        settings = SamplingSettings(
-            temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
-            typical_p=args.typical_p, repetition_penalty=args.repetition_penalty,
-            temperature_last=args.temperature_last)
+        settings = SamplingSettings.from_dict({name: getattr(args, name) for name in SETTINGS})
         if args.max_new_tokens < 0:
             raise ValueError(f"--max-new-tokens must be >= 0, but is {args.max_new_tokens}")
-        gpt, tokenizer = load_model(args.model)
+        gpt, tokenizer, _ = load_model(args.model)
         session = DecodingSession(gpt, tokenizer, seed=args.seed)
         notice = session.reset(args.prompt)
     except (ValueError, FileNotFoundError) as e:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import build_model, read_weights
+from .checkpoint import Loaded, build_model, read_weights
 from .config import GPTConfig
 from .tokenizer import gpt2_tokenizer_from_snapshot
 
@@ -35,7 +35,7 @@ def gpt2_config(hf: dict, source: Path) -> GPTConfig:
         raise ValueError(f"{source}: {e}") from e
 
 
-def load_gpt2_snapshot(directory: Path, hf: dict):
+def load_gpt2_snapshot(directory: Path, hf: dict) -> Loaded:
     config = gpt2_config(hf, directory / "config.json")
     raw = read_weights(directory, ("model.safetensors", "pytorch_model.bin"), allow_torch_bin=True)
     state = {}
@@ -47,4 +47,6 @@ def load_gpt2_snapshot(directory: Path, hf: dict):
             tensor = tensor.t()
         state[name] = tensor.contiguous()
     gpt = build_model(config, state, directory)
-    return gpt, gpt2_tokenizer_from_snapshot(directory)
+    card = {"name": hf.get("_name_or_path") or directory.name, "architecture": "gpt2",
+            "source": f"Hugging Face snapshot {directory}"}
+    return Loaded(gpt, gpt2_tokenizer_from_snapshot(directory), card)

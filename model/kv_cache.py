@@ -53,3 +53,11 @@ class KVCache:
 
     def reset(self):
         self.pos = 0
+
+
+def context_window(n_tokens: int, block_size: int) -> int:
+    """Where the model's view of a sequence of n_tokens starts: all of it while it fits, else
+    its last half-context, so that the next slide is block_size / 2 tokens away rather than
+    one. Every decoding path slides at the same points and so computes the same logits."""
+    keep = block_size if n_tokens <= block_size else block_size // 2
+    return max(0, n_tokens - keep)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import MODEL_TYPE, load_checkpoint, read_config
+from .checkpoint import MODEL_TYPE, Loaded, load_checkpoint, read_config
+from .registry import NAMED_MODELS
 
 
-def load_model(path):
-    """Returns (gpt, tokenizer): gpt in eval mode on the CPU, tokenizer a tiktoken.Encoding.
+def load_model(path) -> Loaded:
+    """Returns (gpt, tokenizer, card): gpt in eval mode on the CPU, tokenizer a
+    tiktoken.Encoding, card a dict that says what the model is and where it came from.
 
-    path: one of our checkpoint directories, a Hugging Face GPT-2 snapshot directory,
-    "smollm2" (SmolLM2-135M-Instruct: fetched once, then cached; see model/smollm2.py), or a
-    Llama-architecture .gguf file (converted once into the cache; see model/gguf_loader.py).
+    path: one of our checkpoint directories, a Hugging Face GPT-2 snapshot directory, a name
+    in model/registry.py ("smollm2": SmolLM2-135M-Instruct, fetched once, then cached), or a
+    Llama-architecture .gguf file (converted once into the cache; see model/gguf/).
     """
-    if str(path) == "smollm2":
-        from .smollm2 import load_smollm2
-        return load_smollm2()
+    if str(path) in NAMED_MODELS:
+        return NAMED_MODELS[str(path)].load()
     directory = Path(path)
     if directory.suffix.lower() == ".gguf" and directory.is_file():
         from .smollm2 import load_gguf_file
@@ -24,7 +25,7 @@ def load_model(path):
     if not directory.exists():
         raise FileNotFoundError(f"model path {str(path)!r} does not exist; pass a checkpoint "
                                 "directory, a Hugging Face GPT-2 snapshot directory, a .gguf "
-                                "file or 'smollm2'")
+                                f"file or one of {sorted(NAMED_MODELS)}")
     if not directory.is_dir():
         raise ValueError(f"model path {str(path)!r} is a file; pass the directory that holds "
                          "config.json and the weights")

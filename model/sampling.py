@@ -2,25 +2,25 @@
 
     raw logits -> penalties -> temperature -> top-k -> top-p -> min-p -> typical-p -> pick
 
-Each warper has exactly the semantics of Hugging Face transformers' logits warpers (the
-operations below repeat theirs, so even ties and exact boundaries agree):
+One table below, STAGES, says everything about it: which stages run, in which order, with
+which settings, when each is active, and each setting's domain, default, control range,
+unit and help text. `run_pipeline` walks the table (as transformers' LogitsProcessorList
+walks its processors); `SamplingSettings` is generated from it and validates every value
+against it; `schema()` hands the same table to the page as JSON, where ui/static/pipeline.js
+walks it with its own function per stage. Adding a stage is one entry here plus its function
+in model/warpers.py and in pipeline.js.
 
-- temperature T divides the logits: logits / T. T -> 0 approaches argmax (T = 0 *is* argmax,
-  "greedy"); large T approaches uniform. A temperature near 0 makes output more predictable,
-  never more random.
-- top-k keeps every token whose logit is >= the k-th largest (ties at the k-th are kept); 0 = off.
-- top-p (nucleus) keeps the smallest set of most likely tokens whose probability reaches p,
-  including the token that crosses p; 1 = off. After top-k it acts on the renormalised top-k set.
-- min-p keeps tokens whose probability is at least min_p times the top token's; 0 = off.
-- typical-p keeps the tokens whose surprise is closest to the entropy, up to mass p; 1 = off.
+The warpers have Hugging Face's semantics (model/warpers.py). Temperature divides the logits:
+T -> 0 approaches argmax (T = 0 *is* argmax, "greedy") and a large T approaches uniform, so a
+temperature near 0 makes output more predictable, never more random. Top-p after top-k acts
+on the renormalised top-k set. `temperature_last` moves temperature after the filters
+(llama.cpp's default chain), so the filters see the T = 1 distribution.
 
-`temperature_last=True` applies temperature after the filters (llama.cpp's default chain), so
-the filters see the T = 1 distribution.
-
-Picking shows its work: one uniform number u in [0, 1) is drawn, the tokens are laid out in a
-fixed order (final probability descending, ties by lower id) and the pick is the first token
-whose cumulative probability reaches u. The same u always lands on the same token unless the
-distribution changes, and a chart can mark u on the cumulative curve.
+Picking shows its work: one uniform number u in [0, 1) is drawn, a function of (seed,
+position) alone; the tokens are laid out in a fixed order (final probability descending, ties
+by lower id) and the pick is the first token whose cumulative probability reaches u. The same
+u always lands on the same token unless the distribution changes, and a chart can mark u on
+the cumulative curve.
 
 Everything here computes in float64: a browser's JavaScript numbers are doubles, so a chart
 that recomputes the pipeline in the page reproduces these numbers.
@@ -28,21 +28,137 @@ that recomputes the pipeline in the page reproduces these numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-NEG_INF = float("-inf")
-STAGE_NAMES = ("penalties", "temperature", "top_k", "top_p", "min_p", "typical_p")
+from . import warpers
+from .warpers import (NEG_INF, apply_min_p, apply_penalties, apply_temperature,  # noqa: F401
+                      apply_top_k, apply_top_p, apply_typical_p, banned_ngram_tokens)
 
+# The seeds every entry point accepts (the session, the CLI, the API, the page's box): JSON,
+# JavaScript numbers and numpy's generators all hold them exactly.
+SEED_MAX = 2**32 - 1
+# Integer settings stop here: far past any vocabulary or context, inside every JSON reader.
+INT_MAX = 2**31 - 1
+
+
+# ---- the table ----
+
+@dataclass(frozen=True)
+class Setting:
+    """One sampling setting: its domain (what the engine accepts), its default (which is also
+    the value that turns it off) and the control the page draws for it."""
+    name: str
+    label: str
+    kind: str  # "float", "int" or "bool"
+    default: float | int | bool
+    low: float | None = None  # the domain; None = unbounded
+    high: float | None = None
+    above_low: bool = False  # the domain excludes `low` itself
+    control: tuple[float, float, float] | None = None  # the page's (min, max, step)
+    unit: str = ""
+    help: str = ""
+    off_note: str = ""  # how error messages say what the default means, e.g. "0 = greedy"
+
+    @property
+    def note(self) -> str:
+        return f" ({self.off_note or f'{self.default:g} = off'})" if self.kind != "bool" else ""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the pipeline. It is active when any of its settings differs from its
+    default (and, with needs_context, when there is a context to look at)."""
+    name: str
+    title: str
+    colour: str  # the page's colour for what this stage removes
+    settings: tuple[Setting, ...]
+    apply: Callable  # (logits (V,), settings, context) -> logits (V,)
+    needs_context: bool = False
+    last_when: str | None = None  # a bool setting that moves this stage after all others
+
+    def changed(self, s) -> bool:
+        return any(getattr(s, x.name) != x.default for x in self.settings)
+
+    def active(self, s, context) -> bool:
+        return self.changed(s) and (bool(context) or not self.needs_context)
+
+
+def _f(name, label, default, low, high, control, help, **kw) -> Setting:
+    return Setting(name, label, "float", float(default), low, high, control=control, help=help, **kw)
+
+
+def _i(name, label, default, control, help, **kw) -> Setting:
+    return Setting(name, label, "int", int(default), 0, INT_MAX, control=control, help=help, **kw)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("penalties", "penalties", "#9333ea", (
+        _f("repetition_penalty", "Repetition penalty", 1.0, 0.0, None, (0.5, 2.0, 0.01),
+           "Tokens already in the text: positive logits ÷ penalty, negative ones × penalty. "
+           "> 1 discourages repeats. 1 = off.", above_low=True),
+        _f("presence_penalty", "Presence penalty", 0.0, None, None, (-2.0, 2.0, 0.05),
+           "Subtracted once from the logit of every token already in the text. 0 = off."),
+        _f("frequency_penalty", "Frequency penalty", 0.0, None, None, (-2.0, 2.0, 0.05),
+           "Subtracted from a token's logit once per time it already appeared. 0 = off."),
+        _i("no_repeat_ngram_size", "No-repeat n-gram size", 0, (0, 6, 1),
+           "Ban any token that would repeat an n-gram already in the text. 0 = off.",
+           unit="tokens"),
+    ), lambda x, s, ctx: apply_penalties(x, list(ctx), s), needs_context=True),
+    Stage("temperature", "temperature", "#475569", (
+        _f("temperature", "Temperature", 1.0, 0.0, None, (0.0, 2.0, 0.01),
+           "Divides the logits by T. T → 0 is greedy (argmax, not random!); T = 1 is the model "
+           "as trained; large T flattens towards uniform.", off_note="0 = greedy"),
+    ), lambda x, s, ctx: apply_temperature(x, s.temperature), last_when="temperature_last"),
+    Stage("top_k", "top-k", "#ea580c", (
+        _i("top_k", "Top-k", 0, (0, 200, 1),
+           "Keep only the k most likely tokens (ties at the k-th stay). 0 = off.", unit="tokens"),
+    ), lambda x, s, ctx: apply_top_k(x, s.top_k)),
+    Stage("top_p", "top-p", "#dc2626", (
+        _f("top_p", "Top-p (nucleus)", 1.0, 0.0, 1.0, (0.0, 1.0, 0.01),
+           "Keep the smallest set of top tokens whose probability adds up to p. 1 = off."),
+    ), lambda x, s, ctx: apply_top_p(x, s.top_p)),
+    Stage("min_p", "min-p", "#0d9488", (
+        _f("min_p", "Min-p", 0.0, 0.0, 1.0, (0.0, 1.0, 0.01),
+           "Drop tokens less likely than min-p × the top token's probability. 0 = off."),
+    ), lambda x, s, ctx: apply_min_p(x, s.min_p)),
+    Stage("typical_p", "typical-p", "#a16207", (
+        _f("typical_p", "Typical-p", 1.0, 0.0, 1.0, (0.0, 1.0, 0.01),
+           "Keep tokens whose surprise is closest to the average surprise (entropy), up to "
+           "mass p. 1 = off."),
+    ), lambda x, s, ctx: apply_typical_p(x, s.typical_p)),
+)
+
+# Switches that change the pipeline's shape rather than one stage.
+SWITCHES: tuple[Setting, ...] = (
+    Setting("temperature_last", "Temperature last (llama.cpp order)", "bool", False,
+            help="Off: Hugging Face's order (temperature, then filters). On: llama.cpp's "
+                 "(filters see the T = 1 distribution, temperature last)."),
+)
+
+# The page shows the first MAIN_SETTINGS controls up front and the rest under "More".
+CONTROL_ORDER = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
+                 "temperature_last", "presence_penalty", "frequency_penalty",
+                 "no_repeat_ngram_size")
+MAIN_SETTINGS = 7
+
+_ALL = {x.name: x for st in STAGES for x in st.settings} | {x.name: x for x in SWITCHES}
+assert sorted(CONTROL_ORDER) == sorted(_ALL), "CONTROL_ORDER must list every setting once"
+SETTINGS: dict[str, Setting] = {name: _ALL[name] for name in CONTROL_ORDER}
+STAGE_NAMES = tuple(st.name for st in STAGES)
+
+
+# ---- settings, validated against the table ----
 
 def _number(name: str, value, lo: float | None = None, hi: float | None = None,
             note: str = "") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number{note}, but is {value!r}")
+        raise ValueError(f"{name} must be a number{note}, but is {value!r:.80}")
     value = float(value)
     if not math.isfinite(value) or (lo is not None and value < lo) or (hi is not None and value > hi):
         bounds = f" in [{lo}, {hi}]" if hi is not None else (f" >= {lo}" if lo is not None else "")
@@ -50,65 +166,57 @@ def _number(name: str, value, lo: float | None = None, hi: float | None = None,
     return value
 
 
-def _integer(name: str, value, lo: int = 0, note: str = "") -> int:
+def _integer(name: str, value, lo: int = 0, hi: int | None = None, note: str = "") -> int:
     """Accepts ints and integral floats (sliders send 40.0); rejects 2.5, bools, NaN."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be an integer >= {lo}{note}, but is {value!r}")
-    if isinstance(value, (float, np.floating)) and not (math.isfinite(value) and value == int(value)):
-        raise ValueError(f"{name} must be an integer >= {lo}{note}, but is {value!r}")
+    bounds = f" in [{lo}, {hi}]" if hi is not None else f" >= {lo}"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or (
+            isinstance(value, (float, np.floating)) and not (math.isfinite(value) and value == int(value))):
+        raise ValueError(f"{name} must be an integer{' >= ' + str(lo)}{note}, but is {value!r:.80}")
     value = int(value)
     if value < lo:
         raise ValueError(f"{name} must be an integer >= {lo}{note}, but is {value!r}")
+    if hi is not None and value > hi:
+        raise ValueError(f"{name} must be an integer{bounds}{note}, but is {value!r:.80}")
     return value
 
 
-@dataclass(frozen=True)
-class SamplingSettings:
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    typical_p: float = 1.0
-    repetition_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    no_repeat_ngram_size: int = 0
-    temperature_last: bool = False
+def check_setting(setting: Setting, value):
+    """The value in its normal form (float, int or bool), or ValueError naming it."""
+    name, note = setting.name, setting.note
+    if setting.kind == "bool":
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be true or false, but is {value!r:.80}")
+        return bool(value)
+    if setting.kind == "int":
+        return _integer(name, value, int(setting.low), int(setting.high), note)
+    value = _number(name, value, setting.low, setting.high, note)
+    if setting.above_low and value == setting.low:
+        raise ValueError(f"{name} must be > {setting.low:g}{note}, but is {value!r}")
+    return value
 
+
+class _SettingsMethods:
     def __post_init__(self):
-        # Normalise and validate every field; errors name the setting and its value.
-        checked = {
-            "temperature": _number("temperature", self.temperature, 0.0, None, " (0 = greedy)"),
-            "top_k": _integer("top_k", self.top_k, 0, " (0 = off)"),
-            "top_p": _number("top_p", self.top_p, 0.0, 1.0, " (1 = off)"),
-            "min_p": _number("min_p", self.min_p, 0.0, 1.0, " (0 = off)"),
-            "typical_p": _number("typical_p", self.typical_p, 0.0, 1.0, " (1 = off)"),
-            "repetition_penalty": _number("repetition_penalty", self.repetition_penalty, 0.0, None,
-                                          " (1 = off)"),
-            "presence_penalty": _number("presence_penalty", self.presence_penalty),
-            "frequency_penalty": _number("frequency_penalty", self.frequency_penalty),
-            "no_repeat_ngram_size": _integer("no_repeat_ngram_size", self.no_repeat_ngram_size, 0,
-                                             " (0 = off)"),
-        }
-        if checked["repetition_penalty"] == 0.0:
-            raise ValueError("repetition_penalty must be > 0 (1 = off), but is 0.0")
-        if not isinstance(self.temperature_last, (bool, np.bool_)):
-            raise ValueError(f"temperature_last must be true or false, but is {self.temperature_last!r}")
-        checked["temperature_last"] = bool(self.temperature_last)
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        for setting in SETTINGS.values():  # normalise every field; errors name it
+            object.__setattr__(self, setting.name, check_setting(setting, getattr(self, setting.name)))
 
     @classmethod
     def from_dict(cls, values: dict | None) -> "SamplingSettings":
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
+        """The one decoder of settings from outside (the page, the API, the CLI): missing
+        fields keep their defaults; unknown ones are refused by name."""
+        if values is None:
+            return cls()
+        if not isinstance(values, dict):
+            raise ValueError('settings must be a JSON object such as {"temperature": 0.7, '
+                             f'"top_k": 40}}, but is {type(values).__name__} {values!r:.80}')
+        unknown = sorted(set(values) - set(SETTINGS), key=str)
         if unknown:
-            raise ValueError(f"unknown sampling settings {unknown}; known ones are {sorted(known)}")
+            raise ValueError(f"unknown sampling settings {unknown!r:.200}; known ones are "
+                             f"{sorted(SETTINGS)}")
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return dataclasses.asdict(self)
 
     @property
     def greedy(self) -> bool:
@@ -116,104 +224,41 @@ class SamplingSettings:
 
     @property
     def has_penalties(self) -> bool:
-        return (self.repetition_penalty != 1.0 or self.presence_penalty != 0.0
-                or self.frequency_penalty != 0.0 or self.no_repeat_ngram_size > 0)
+        return STAGES[0].changed(self)
 
 
-# ---- the warpers: each takes and returns logits of shape (V,), -inf where removed ----
-
-def apply_penalties(logits: torch.Tensor, context: list[int], s: SamplingSettings) -> torch.Tensor:
-    """Repetition penalty (HF: divide positive logits, multiply negative ones, for every token
-    in the context), then presence/frequency penalties (OpenAI's: subtract presence once and
-    frequency once per occurrence), then no-repeat n-gram (HF: ban tokens that would repeat an
-    n-gram already in the context)."""
-    logits = logits.clone()
-    if not context:
-        return logits
-    ids = torch.tensor(sorted(set(context)), dtype=torch.long)
-    if s.repetition_penalty != 1.0:
-        seen = logits[ids]
-        logits[ids] = torch.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty)
-    if s.presence_penalty or s.frequency_penalty:
-        counts = Counter(context)
-        count = torch.tensor([counts[i] for i in ids.tolist()], dtype=logits.dtype)
-        logits[ids] -= s.presence_penalty + s.frequency_penalty * count
-    if s.no_repeat_ngram_size:
-        banned = banned_ngram_tokens(context, s.no_repeat_ngram_size)
-        if banned:
-            logits[torch.tensor(banned, dtype=torch.long)] = NEG_INF
-    return logits
+SamplingSettings = dataclasses.make_dataclass(
+    "SamplingSettings",
+    [(x.name, {"float": float, "int": int, "bool": bool}[x.kind], dataclasses.field(default=x.default))
+     for x in SETTINGS.values()],
+    bases=(_SettingsMethods,), frozen=True, namespace={"__module__": __name__})
+SamplingSettings.__doc__ = ("Sampling settings, one field per row of the table (defaults turn "
+                            "each one off): " + ", ".join(
+                                f"{x.name}={x.default!r}" for x in SETTINGS.values()) + ".")
 
 
-def banned_ngram_tokens(context: list[int], n: int) -> list[int]:
-    """Tokens t such that context[-(n-1):] + [t] already occurs as an n-gram in the context."""
-    if n <= 0 or len(context) + 1 < n:
-        return []
-    prefix = tuple(context[len(context) - n + 1:])
-    return sorted({context[i + n - 1] for i in range(len(context) - n + 1)
-                   if tuple(context[i:i + n - 1]) == prefix})
-
-
-def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    if temperature == 0.0:
-        # The T -> 0 limit: all probability on the argmax (the first one, if tied).
-        greedy = torch.full_like(logits, NEG_INF)
-        top = int(torch.argmax(logits))
-        greedy[top] = logits[top]
-        return greedy
-    return logits / temperature
-
-
-def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
-    if k <= 0:
-        return logits
-    k = min(k, logits.size(-1))
-    kth = torch.topk(logits, k).values[-1]
-    return logits.masked_fill(logits < kth, NEG_INF)  # ties with the k-th logit stay
-
-
-def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
-    if p >= 1.0:
-        return logits
-    sorted_logits, order = torch.sort(logits, descending=False)
-    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-    # Remove the low tail whose mass stays within 1 - p; the token that crosses p is kept.
-    remove_sorted = cumulative <= (1 - p)
-    remove_sorted[-1:] = False  # always keep the most likely token
-    remove = remove_sorted.scatter(0, order, remove_sorted)
-    return logits.masked_fill(remove, NEG_INF)
-
-
-def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
-    if min_p <= 0.0:
-        return logits
-    probs = logits.softmax(dim=-1)
-    remove = probs < min_p * probs.max()
-    remove[torch.topk(probs, 1).indices] = False
-    return logits.masked_fill(remove, NEG_INF)
-
-
-def apply_typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
-    if mass >= 1.0:
-        return logits
-    log_probs = torch.log_softmax(logits, dim=-1)
-    entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
-    surprise_gap = torch.abs(-log_probs - entropy)  # how far each token's surprise is from H
-    sorted_gap, order = torch.sort(surprise_gap, descending=False)
-    cumulative = logits.gather(-1, order).softmax(dim=-1).cumsum(dim=-1)
-    last = min(int((cumulative < mass).sum()), sorted_gap.size(-1) - 1)
-    remove_sorted = sorted_gap > sorted_gap[last]
-    remove_sorted[:1] = False
-    remove = remove_sorted.scatter(0, order, remove_sorted)
-    return logits.masked_fill(remove, NEG_INF)
+def schema() -> dict:
+    """The table as plain data, for the page (ui/static/pipeline.js walks the same stages)."""
+    def setting(x: Setting) -> dict:
+        d = dataclasses.asdict(x)
+        d["control"] = list(x.control) if x.control else None
+        return d
+    return {
+        "stages": [{"name": st.name, "title": st.title, "colour": st.colour,
+                    "settings": [x.name for x in st.settings], "needs_context": st.needs_context,
+                    "last_when": st.last_when} for st in STAGES],
+        "settings": {name: setting(x) for name, x in SETTINGS.items()},  # in CONTROL_ORDER
+        "main_settings": MAIN_SETTINGS,
+        "seed": {"min": 0, "max": SEED_MAX},
+    }
 
 
 # ---- the pipeline, with every stage kept for the chart ----
 
 @dataclass
-class Stage:
+class StageResult:
     name: str
-    active: bool  # False when the setting is off: logits pass through unchanged
+    active: bool  # False when the stage is off: logits pass through unchanged
     logits: torch.Tensor  # (V,) float64, -inf where removed
 
     @property
@@ -228,51 +273,36 @@ class Stage:
 @dataclass
 class Pipeline:
     raw: torch.Tensor  # (V,) float64: the model's logits, untouched
-    stages: list[Stage]  # in the order they ran
+    stages: list[StageResult]  # in the order they ran
     probs: torch.Tensor  # (V,) float64: the final distribution, zeros outside the kept set
 
-    def stage(self, name: str) -> Stage:
+    def stage(self, name: str) -> StageResult:
         return next(s for s in self.stages if s.name == name)
 
 
-def stage_order(temperature_last: bool) -> tuple[str, ...]:
-    if temperature_last:
-        return ("penalties", "top_k", "top_p", "min_p", "typical_p", "temperature")
-    return STAGE_NAMES
+def stage_order(settings=None) -> tuple[Stage, ...]:
+    """STAGES in the order they run: a stage whose `last_when` switch is on moves last."""
+    s = settings or SamplingSettings()
+    return (tuple(st for st in STAGES if not (st.last_when and getattr(s, st.last_when)))
+            + tuple(st for st in STAGES if st.last_when and getattr(s, st.last_when)))
 
 
-def run_pipeline(logits: torch.Tensor, settings: SamplingSettings | None = None,
-                 context: list[int] | None = None) -> Pipeline:
+def run_pipeline(logits: torch.Tensor, settings=None, context: list[int] | None = None) -> Pipeline:
     """logits: (V,) for the last position. context: the token ids so far (for penalties)."""
     s = settings or SamplingSettings()
-    x = _as_logits(logits)
-    raw = x
-    active = {
-        "penalties": s.has_penalties and bool(context),
-        "temperature": s.temperature != 1.0,
-        "top_k": s.top_k > 0,
-        "top_p": s.top_p < 1.0,
-        "min_p": s.min_p > 0.0,
-        "typical_p": s.typical_p < 1.0,
-    }
-    apply = {
-        "penalties": lambda v: apply_penalties(v, list(context or []), s),
-        "temperature": lambda v: apply_temperature(v, s.temperature),
-        "top_k": lambda v: apply_top_k(v, s.top_k),
-        "top_p": lambda v: apply_top_p(v, s.top_p),
-        "min_p": lambda v: apply_min_p(v, s.min_p),
-        "typical_p": lambda v: apply_typical_p(v, s.typical_p),
-    }
+    context = list(context or [])
+    x = raw = _as_logits(logits)
     stages = []
-    for name in stage_order(s.temperature_last):
-        if active[name]:
-            x = apply[name](x)
-            _check_stage(name, x, s)
-        stages.append(Stage(name, active[name], x))
+    for stage in stage_order(s):
+        active = stage.active(s, context)
+        if active:
+            x = stage.apply(x, s, context)
+            _check_stage(stage.name, x, s)
+        stages.append(StageResult(stage.name, active, x))
     return Pipeline(raw=raw, stages=stages, probs=x.softmax(dim=-1))
 
 
-def _check_stage(name: str, logits: torch.Tensor, s: SamplingSettings) -> None:
+def _check_stage(name: str, logits: torch.Tensor, s) -> None:
     """A stage that leaves no finite logit, or an infinite one, has no distribution to offer."""
     if not torch.isposinf(logits).any() and torch.isfinite(logits).any():
         return
@@ -333,13 +363,25 @@ def pick_token(probs: torch.Tensor, u: float) -> int:
     return int(order[min(i, n_kept - 1)])  # rounding can leave the total a hair below u
 
 
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be a whole number from 0 to {SEED_MAX:,}, but is {seed!r:.80}")
+    return int(seed)
+
+
 def draw_u(seed: int, position: int) -> float:
     """The uniform number for one position of one seeded run. A function of (seed, position)
     alone, so undoing and stepping again with the same settings gives the same token."""
-    seed = _integer("seed", seed, 0)
-    if seed >= 2 ** 63:
-        raise ValueError(f"seed must be below 2**63, but is {seed}")
-    return float(np.random.default_rng([seed, int(position)]).random())
+    return float(np.random.default_rng([check_seed(seed), int(position)]).random())
+
+
+def choose(pipe: Pipeline, settings, seed: int, position: int) -> tuple[int, float | None, str]:
+    """The token this pipeline gives at `position` of run `seed`: (token, u, how). Every
+    decoding path (the session, model.generate, the CLI, the page, the API) chooses here."""
+    if settings.greedy:
+        return int(torch.argmax(pipe.probs)), None, "greedy"
+    u = draw_u(seed, position)
+    return pick_token(pipe.probs, u), u, "sampled"
 
 
 def entropy_bits(probs: torch.Tensor) -> float:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .sampling import Pipeline, SamplingSettings, draw_u, pick_token, run_pipeline
+from .kv_cache import context_window
+from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_u, run_pipeline
 from .tokenizer import validate_ids
 
 TOP_CANDIDATES = 10  # per stage, kept in each step's record
@@ -71,8 +72,7 @@ class DecodingSession:
         self.max_prompt_chars = max_prompt_chars
         self.eot = gpt.config.eot_token if gpt.config.eot_token is not None else tokenizer.eot_token
         self._lock = threading.RLock()
-        draw_u(seed, 0)  # validates the seed
-        self.seed = seed
+        self.seed = check_seed(seed)
         self.notice = ""
         self.reset("")
 
@@ -97,10 +97,7 @@ class DecodingSession:
     def _prefill(self, window: int | None = None):
         """Run the model over ids[window:] and refresh the logits. window None = the last
         tokens that fit (a full context is cut to its last half, so the next slide is far)."""
-        if window is None:
-            keep = self.block_size if len(self._ids) <= self.block_size else self.block_size // 2
-            window = max(0, len(self._ids) - keep)
-        self._window = window
+        self._window = context_window(len(self._ids), self.block_size) if window is None else window
         self._cache = self.gpt.new_cache(1)
         idx = torch.tensor([self._ids[self._window:]], dtype=torch.long)
         self.logits = self.gpt(idx, cache=self._cache, last_only=True)[0, -1].float()
@@ -119,7 +116,7 @@ class DecodingSession:
     # ---- operations ----
     def set_seed(self, seed: int) -> None:
         """Use `seed` for the draws from now on (the tokens already chosen stay)."""
-        draw_u(seed, 0)  # validates it
+        seed = check_seed(seed)
         with self._lock:
             self.seed = seed
 
@@ -128,7 +125,7 @@ class DecodingSession:
         Returns a notice ("" if none), e.g. when a long prompt was cut to its last tokens."""
         prompt = _validate_text(prompt)
         if seed is not None:
-            draw_u(seed, 0)
+            seed = check_seed(seed)
         with self._lock:
             notice = ""
             if len(prompt) > self.max_prompt_chars:
@@ -168,11 +165,7 @@ class DecodingSession:
         settings = settings or SamplingSettings()
         with self._lock:
             pipe = self.distribution(settings)
-            if settings.greedy:
-                token, u, how = int(torch.argmax(pipe.probs)), None, "greedy"
-            else:
-                u = self.next_u()
-                token, how = pick_token(pipe.probs, u), "sampled"
+            token, u, how = choose(pipe, settings, self.seed, len(self._ids))
             return self._commit(pipe, token, how, u, settings)
 
     def pick(self, token: int, settings: SamplingSettings | None = None) -> StepRecord:

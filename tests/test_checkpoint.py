@@ -14,7 +14,7 @@ from model import GPT, GPTConfig, load_model
 from model.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_metrics,
                               save_checkpoint)
 
-from conftest import CORPUS, llama_config, random_gpt, tiny_config
+from testkit.models import CORPUS, llama_config, random_gpt, tiny_config
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def test_checkpoint_round_trip_gives_the_same_weights_logits_and_tokenizer(make_
     gpt = random_gpt(config, seed=3)
     save_checkpoint(tmp_path, gpt, config, bpe_tokenizer, metrics=[{"step": 1, "loss": 5.0}],
                     extra={"trained_on": "corpus"})
-    loaded, tokenizer = load_model(tmp_path)
+    loaded, tokenizer, _ = load_model(tmp_path)
     assert loaded.config == config and not loaded.training
     assert loaded.state_dict().keys() == gpt.state_dict().keys()
     for name, tensor in gpt.state_dict().items():
@@ -56,7 +56,7 @@ def test_weight_tying_survives_save_and_load_as_one_tensor_stored_once(bpe_token
     with safe_open(tmp_path / WEIGHTS_FILE, "pt") as f:
         keys = set(f.keys())
     assert "transformer.wte.weight" in keys and "lm_head.weight" not in keys
-    loaded, _ = load_checkpoint(tmp_path)
+    loaded, _, _ = load_checkpoint(tmp_path)
     assert loaded.lm_head.weight is loaded.transformer.wte.weight  # the same Parameter object
     assert sum(p is loaded.transformer.wte.weight for p in loaded.parameters()) == 1
     # Training the loaded model moves both "copies" together, because there is only one.
@@ -90,7 +90,7 @@ def test_untied_checkpoint_stores_and_restores_both_matrices(bpe_tokenizer, tmp_
     save_checkpoint(tmp_path, gpt, config, bpe_tokenizer)
     with safe_open(tmp_path / WEIGHTS_FILE, "pt") as f:
         assert {"transformer.wte.weight", "lm_head.weight"} <= set(f.keys())
-    loaded, _ = load_model(tmp_path)
+    loaded, _, _ = load_model(tmp_path)
     assert loaded.lm_head.weight is not loaded.transformer.wte.weight
     assert torch.equal(loaded.lm_head.weight, gpt.lm_head.weight)
 
@@ -103,7 +103,7 @@ def test_full_state_dict_with_two_copies_of_the_tied_weight_is_stored_once(bpe_t
     save_checkpoint(tmp_path, state, config, bpe_tokenizer)
     with safe_open(tmp_path / WEIGHTS_FILE, "pt") as f:
         assert "lm_head.weight" not in set(f.keys())
-    loaded, _ = load_model(tmp_path)
+    loaded, _, _ = load_model(tmp_path)
     assert loaded.lm_head.weight is loaded.transformer.wte.weight
 
 

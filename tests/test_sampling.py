@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import doctest
 import math
+import re
 
 import pytest
 import torch
@@ -16,11 +17,11 @@ from transformers.generation.logits_process import (MinPLogitsWarper,
 
 import model.sampling
 from model import generate
-from model.sampling import (SamplingSettings, apply_penalties, banned_ngram_tokens, draw_u,
+from model.sampling import (SEED_MAX, SamplingSettings, apply_penalties, banned_ngram_tokens, draw_u,
                             entropy_bits, next_token_probs, pick_token, run_pipeline,
                             sampling_order)
 
-from conftest import random_gpt, tiny_config
+from testkit.models import random_gpt, tiny_config
 
 
 def hf_probs(logits: torch.Tensor, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, typical_p=1.0,
@@ -321,10 +322,12 @@ def test_other_bad_settings_raise_value_error_naming_them():
         SamplingSettings(temperature_last="yes")
     with pytest.raises(ValueError, match=r"unknown sampling settings \['topk'\]"):
         SamplingSettings.from_dict({"topk": 3})
-    with pytest.raises(ValueError, match="seed must be an integer >= 0, but is -1"):
-        draw_u(-1, 0)
-    with pytest.raises(ValueError, match="seed must be below 2\\*\\*63"):
-        draw_u(2 ** 63, 0)
+    # One range for seeds everywhere (the session, the CLI, the API, the page's box).
+    for bad in (-1, SEED_MAX + 1, 3.5, None, True):
+        with pytest.raises(ValueError, match=f"seed must be a whole number from 0 to 4,294,967,295, "
+                                             f"but is {re.escape(repr(bad))}$"):
+            draw_u(bad, 0)
+    assert 0 <= draw_u(SEED_MAX, 0) < 1
 
 
 def test_settings_accept_integral_floats_from_sliders_and_normalise_them():

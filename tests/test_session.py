@@ -14,7 +14,7 @@ from model import load_model
 from model.sampling import SamplingSettings, draw_u
 from model.session import KEEP_LOGITS_STEPS, DecodingSession
 
-from conftest import llama_config, random_gpt, tiny_config
+from testkit.models import llama_config, random_gpt, tiny_config
 
 SAMPLE = SamplingSettings(temperature=1.0, top_k=20)
 GREEDY = SamplingSettings(temperature=0.0)
@@ -22,7 +22,8 @@ GREEDY = SamplingSettings(temperature=0.0)
 
 @pytest.fixture(scope="module")
 def model(tiny_checkpoint):
-    return load_model(tiny_checkpoint)
+    gpt, tokenizer, _ = load_model(tiny_checkpoint)
+    return gpt, tokenizer
 
 
 @pytest.fixture
@@ -267,7 +268,7 @@ def test_prompt_that_is_not_valid_text_raises_value_error(session, bad, match):
 
 
 def test_bad_seed_raises_value_error(model):
-    with pytest.raises(ValueError, match="seed must be an integer >= 0, but is -3"):
+    with pytest.raises(ValueError, match="seed must be a whole number from 0 to 4,294,967,295, but is -3"):
         DecodingSession(*model, seed=-3)
 
 

@@ -16,7 +16,7 @@ from model.tokenizer import (EOT, GPT2_PATTERN, META_FILE, RANKS_FILE, bytes_to_
                              gpt2_tokenizer_from_snapshot, load_tokenizer, save_tokenizer,
                              validate_ids)
 
-from conftest import CORPUS
+from testkit.models import CORPUS
 
 VARIED_TEXTS = [
     CORPUS,

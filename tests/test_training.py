@@ -19,7 +19,7 @@ from model import load_model
 from training import prepare as prep
 from training.checkpointing import complete_checkpoints, resume_root
 
-from training_helpers import ROOT, TINY, env, read_rows, run_train, train_cmd, train_here, write_corpus
+from testkit.training import ROOT, TINY, env, read_rows, run_train, train_cmd, train_here, write_corpus
 
 STEPS = ("--max-steps", "8", "--batch-size", "4", "--log-every", "1", "--eval-every", "4",
          "--warmup-steps", "2", "--lr", "3e-3")
@@ -74,7 +74,7 @@ def test_checkpoint_exported_under_fsdp_loads_ties_and_generates(data_dir, tmp_p
     out = tmp_path / "fsdp"
     assert_ok(run_train(2, "--data", str(data_dir), "--out", str(out), "--parallel", "fsdp", *TINY,
                         "--max-steps", "4", "--batch-size", "4", "--eval-every", "4", "--eval-tokens", "256"))
-    gpt, tok = load_model(out)
+    gpt, tok, card = load_model(out)
     assert gpt.lm_head.weight is gpt.transformer.wte.weight
     from safetensors import safe_open
     with safe_open(out / "model.safetensors", "pt") as f:
@@ -146,7 +146,7 @@ def test_llama_style_config_trains(data_dir, tmp_path):
                         "--lr", "3e-3", "--warmup-steps", "1"))
     rows = losses(out)
     assert rows[6] < rows[1]
-    gpt, _ = load_model(out)
+    gpt, _, card = load_model(out)
     assert gpt.config.position == "rope" and gpt.config.kv_heads == 1
     assert gpt.lm_head.weight is not gpt.transformer.wte.weight
     with torch.no_grad():

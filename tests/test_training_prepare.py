@@ -14,7 +14,7 @@ from model.tokenizer import load_tokenizer
 from training import prepare as prep
 from training.data import WindowStream, val_windows
 
-from training_helpers import write_corpus
+from testkit.training import write_corpus
 
 
 def test_prepare_on_a_folder_holds_out_whole_files(tmp_path):

@@ -1,0 +1,110 @@
+"""The warpers: each takes logits of shape (V,) and returns new ones, -inf where removed.
+
+Each repeats the operations of its Hugging Face transformers counterpart (the logits
+processors in generation/logits_process.py), so even ties and exact boundaries agree:
+
+- temperature T divides the logits: logits / T. T = 0 is the T -> 0 limit, argmax ("greedy").
+- top-k keeps every token whose logit is >= the k-th largest (ties at the k-th are kept).
+- top-p (nucleus) keeps the smallest set of most likely tokens whose probability reaches p,
+  including the token that crosses p.
+- min-p keeps tokens whose probability is at least min_p times the top token's.
+- typical-p keeps the tokens whose surprise is closest to the entropy, up to mass p.
+- penalties: HF's repetition penalty, OpenAI's presence/frequency penalties, HF's no-repeat
+  n-gram ban.
+
+model/sampling.py says when each runs, in which order, and with which settings.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import torch
+
+NEG_INF = float("-inf")
+
+
+def apply_penalties(logits: torch.Tensor, context: list[int], s) -> torch.Tensor:
+    """Repetition penalty (HF: divide positive logits, multiply negative ones, for every token
+    in the context), then presence/frequency penalties (OpenAI's: subtract presence once and
+    frequency once per occurrence), then no-repeat n-gram (HF: ban tokens that would repeat an
+    n-gram already in the context)."""
+    logits = logits.clone()
+    if not context:
+        return logits
+    ids = torch.tensor(sorted(set(context)), dtype=torch.long)
+    if s.repetition_penalty != 1.0:
+        seen = logits[ids]
+        logits[ids] = torch.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty)
+    if s.presence_penalty or s.frequency_penalty:
+        counts = Counter(context)
+        count = torch.tensor([counts[i] for i in ids.tolist()], dtype=logits.dtype)
+        logits[ids] -= s.presence_penalty + s.frequency_penalty * count
+    if s.no_repeat_ngram_size:
+        banned = banned_ngram_tokens(context, s.no_repeat_ngram_size)
+        if banned:
+            logits[torch.tensor(banned, dtype=torch.long)] = NEG_INF
+    return logits
+
+
+def banned_ngram_tokens(context: list[int], n: int) -> list[int]:
+    """Tokens t such that context[-(n-1):] + [t] already occurs as an n-gram in the context."""
+    if n <= 0 or len(context) + 1 < n:
+        return []
+    prefix = tuple(context[len(context) - n + 1:])
+    return sorted({context[i + n - 1] for i in range(len(context) - n + 1)
+                   if tuple(context[i:i + n - 1]) == prefix})
+
+
+def apply_temperature(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    if temperature == 0.0:
+        # The T -> 0 limit: all probability on the argmax (the first one, if tied).
+        greedy = torch.full_like(logits, NEG_INF)
+        top = int(torch.argmax(logits))
+        greedy[top] = logits[top]
+        return greedy
+    return logits / temperature
+
+
+def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
+    if k <= 0:
+        return logits
+    k = min(k, logits.size(-1))
+    kth = torch.topk(logits, k).values[-1]
+    return logits.masked_fill(logits < kth, NEG_INF)  # ties with the k-th logit stay
+
+
+def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=False)
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    # Remove the low tail whose mass stays within 1 - p; the token that crosses p is kept.
+    remove_sorted = cumulative <= (1 - p)
+    remove_sorted[-1:] = False  # always keep the most likely token
+    remove = remove_sorted.scatter(0, order, remove_sorted)
+    return logits.masked_fill(remove, NEG_INF)
+
+
+def apply_min_p(logits: torch.Tensor, min_p: float) -> torch.Tensor:
+    if min_p <= 0.0:
+        return logits
+    probs = logits.softmax(dim=-1)
+    remove = probs < min_p * probs.max()
+    remove[torch.topk(probs, 1).indices] = False
+    return logits.masked_fill(remove, NEG_INF)
+
+
+def apply_typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
+    if mass >= 1.0:
+        return logits
+    log_probs = torch.log_softmax(logits, dim=-1)
+    entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
+    surprise_gap = torch.abs(-log_probs - entropy)  # how far each token's surprise is from H
+    sorted_gap, order = torch.sort(surprise_gap, descending=False)
+    cumulative = logits.gather(-1, order).softmax(dim=-1).cumsum(dim=-1)
+    last = min(int((cumulative < mass).sum()), sorted_gap.size(-1) - 1)
+    remove_sorted = sorted_gap > sorted_gap[last]
+    remove_sorted[:1] = False
+    remove = remove_sorted.scatter(0, order, remove_sorted)
+    return logits.masked_fill(remove, NEG_INF)

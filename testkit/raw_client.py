@@ -1,0 +1,108 @@
+"""A client for Gradio's queue that can send what gradio_client cannot.
+
+RawSession speaks the protocol a browser tab speaks (POST queue/join, then the queue/data
+event stream) with Python's permissive JSON, as curl or any other client could: NaN,
+infinities and lone surrogates can only arrive that way (gradio_client's JSON encoder refuses
+them). It also carries cookies, so a proxy that keeps a client on one worker by cookie keeps it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass
+class Reply:
+    ok: bool
+    data: object = None  # the endpoint's JSON result (for /reset: its second output)
+    error: str | None = None
+
+
+class RawSession:
+    """One session on the server's queue: POST /gradio_api/queue/join, then read the event
+    stream /gradio_api/queue/data until this event completes. The JSON body is written by
+    json.dumps as is: NaN, Infinity and \\ud800 escapes reach the server."""
+
+    def __init__(self, url: str, timeout: float = 120.0, heartbeat: bool = False, config=None):
+        self.url = url.rstrip("/")
+        self.session_hash = uuid.uuid4().hex
+        self.http = httpx.Client(timeout=timeout)
+        config = config or self.http.get(f"{self.url}/config").json()
+        self.deps = {d["api_name"]: d for d in config["dependencies"] if d.get("api_name")}
+        self.state_ids = {c["id"] for c in config["components"] if c.get("type") == "state"}
+        self._beat = None
+        if heartbeat:  # as a browser tab does: the server frees the session when it closes
+            self._beat = httpx.Client(timeout=httpx.Timeout(10, read=None))
+            threading.Thread(target=self._heartbeat, daemon=True).start()
+
+    def _heartbeat(self):
+        try:
+            with self._beat.stream("GET", f"{self.url}/gradio_api/heartbeat/{self.session_hash}") as r:
+                for _ in r.iter_lines():
+                    pass
+        except (httpx.HTTPError, RuntimeError):
+            pass  # closed by close(), or the server went away
+
+    def close(self):
+        self.http.close()
+        if self._beat is not None:
+            self._beat.close()
+
+    def call(self, api_name: str, *args) -> Reply:
+        dep = self.deps[api_name]
+        values = iter(args)
+        # gr.State inputs are held by the server: clients send null in their place.
+        data = [None if i in self.state_ids else next(values, None) for i in dep["inputs"]]
+        return self.join(dep["id"], data)
+
+    def join(self, fn_index: int, data: list) -> Reply:
+        body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": self.session_hash,
+                           "event_data": None, "trigger_id": None})
+        r = self.http.post(f"{self.url}/gradio_api/queue/join", content=body,
+                           headers={"content-type": "application/json"})
+        if r.status_code != 200:
+            return Reply(False, error=f"HTTP {r.status_code}: {r.text[:500]}")
+        event = r.json()["event_id"]
+        with self.http.stream("GET", f"{self.url}/gradio_api/queue/data",
+                              params={"session_hash": self.session_hash}) as stream:
+            for line in sse_lines(stream):
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("event_id") != event:
+                    continue
+                if msg.get("msg") == "process_completed":
+                    out = msg.get("output") or {}
+                    if not msg.get("success"):
+                        return Reply(False, error=out.get("error"))
+                    return Reply(True, data=(out.get("data") or [None])[-1])
+                if msg.get("msg") == "unexpected_error":
+                    return Reply(False, error=msg.get("message"))
+        return Reply(False, error=None)  # the stream ended without completing this event
+
+
+def sse_lines(response):
+    """An event stream's lines. Only \n ends one: httpx's iter_lines also splits at U+0085 and
+    U+2028, which a prompt may contain and the server sends unescaped inside the JSON."""
+    buffer = b""
+    for chunk in response.iter_bytes():
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            yield line.decode("utf-8").rstrip("\r")
+    if buffer:
+        yield buffer.decode("utf-8")
+
+
+def strict_json(value) -> bool:
+    """Whether gradio_client (httpx: allow_nan=False, UTF-8) can send the value."""
+    try:
+        json.dumps(value, allow_nan=False, ensure_ascii=False).encode("utf-8")
+        return True
+    except (ValueError, UnicodeEncodeError):
+        return False

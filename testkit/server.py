@@ -1,0 +1,73 @@
+"""Servers for tests and benchmarks: free loopback ports, the app in this process or in its
+own, and waiting until it answers (startup is 8-20 s on a busy 2-core machine: torch and
+gradio imports)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STARTUP_S = 90.0
+ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+       "PYTHONUNBUFFERED": "1"}
+os.environ.update({k: os.environ.get(k, v) for k, v in ENV.items()})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = STARTUP_S) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout:.0f} s")
+
+
+def launch(demo, **kw) -> str:
+    """Start a Blocks on a free loopback port in this process; returns its URL."""
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+                ssr_mode=False, quiet=True, **kw)
+    wait_for_port(port)
+    return f"http://127.0.0.1:{port}/"
+
+
+def start_app(port: int, args: list[str], log_path: Path | None = None,
+              cwd: Path = ROOT) -> subprocess.Popen:
+    """`python app.py --port PORT ARGS...` as its own process (loopback unless ARGS say)."""
+    log = open(log_path, "w") if log_path else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--port", str(port), *args],
+                            cwd=cwd, env=os.environ | ENV, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 120.0) -> float:
+    """Seconds until the page answers 200; fails at once if `proc` exits first."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before answering")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return time.monotonic() - t0
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"the server did not answer at {url} within {timeout:.0f} s")
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+    return psutil.Process(pid).memory_info().rss / 2**20
