@@ -76,7 +76,7 @@ class ModelRegistry:
         from model.checkpoint import read_metrics
         from model.loading import load_model
 
-        gpt, tokenizer = (self._loader or load_model)(name)
+        gpt, tokenizer, *_ = (self._loader or load_model)(name)
         metrics = read_metrics(name) if Path(name).is_dir() else []
         labels = vocab_labels(tokenizer, gpt.config.vocab_size)
         return LoadedModel(name=name, gpt=gpt, tokenizer=tokenizer,
