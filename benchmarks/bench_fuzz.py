@@ -1,10 +1,10 @@
 """Hostile input, the long run: tens of thousands of generated values against one server.
 
-    python benchmarks/bench_fuzz.py                         # 10,000 inputs (at most 15 min)
-    python benchmarks/bench_fuzz.py --inputs 3000 --seconds 300 --json out.json
+    python -m benchmarks.bench_fuzz                         # 10,000 inputs (at most 15 min)
+    python -m benchmarks.bench_fuzz --inputs 3000 --seconds 300 --json out.json
 
 tests/test_hostile.py sends ~2,000; this sends many more with the same strategies and checks
-(draw_args, send, check), against the server as a workshop runs it: a subprocess,
+(testkit/hostile.py: draw_args, send, check), against the server as a workshop runs it: a subprocess,
 `python app.py --model checkpoints/shakespeare`, on 127.0.0.1. Alongside the generated inputs:
 
 - a bystander (gradio_client) keeps stepping, undoing and generating the whole time; at the end
@@ -30,18 +30,12 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st
 
-import psutil  # noqa: E402
-from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st  # noqa: E402
-
-from bench_load import free_port, rss_mb, start_server, wait_ready  # noqa: E402
-from test_hostile import Fuzz, RawSession, check, draw_args, keep_room, send  # noqa: E402
+from testkit.hostile import Fuzz, check, draw_args, keep_room, send
+from testkit.raw_client import RawSession
+from testkit.server import ROOT, free_port, rss_mb, start_app, wait_ready
+from ui.actions import Limits
 
 ENDPOINTS = ("reset", "distribution", "step", "pick", "generate", "undo", "export")
 WEIGHTS = (3, 4, 4, 3, 2, 1, 1)
@@ -82,14 +76,13 @@ def bystander(url: str, stop: threading.Event, out: dict):
 def replay_bystander(model: str, actions: list) -> str:
     import torch
 
-    import app
     from model.loading import load_model
     from model.sampling import SamplingSettings
     from model.session import DecodingSession
 
     torch.set_num_threads(1)
-    gpt, tokenizer = load_model(str(ROOT / model))
-    s = DecodingSession(gpt, tokenizer, seed=5, max_prompt_chars=app.MAX_PROMPT_CHARS)
+    gpt, tokenizer, _ = load_model(str(ROOT / model))
+    s = DecodingSession(gpt, tokenizer, seed=5, max_prompt_chars=Limits().prompt_chars)
     s.reset("ROMEO:\n", seed=5)
     for a in actions:
         if a[0] == "undo":
@@ -146,13 +139,12 @@ def main(argv=None):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_fuzz_server_{port}.log"
-    server = start_server(port, args.model, log_path)
+    server = start_app(port, ["--model", args.model], log_path)
     results: dict = {"inputs_target": args.inputs, "model": args.model, "seed": args.seed}
     stop = threading.Event()
     try:
         results["startup_s"] = round(wait_ready(url, server), 1)
-        ps = psutil.Process(server.pid)
-        results["rss_start_mb"] = round(rss_mb(ps), 1)
+        results["rss_start_mb"] = round(rss_mb(server.pid), 1)
         config = json.loads((ROOT / args.model / "config.json").read_text())
         srv = types.SimpleNamespace(url=url, model=args.model, vocab=config["gpt"]["vocab_size"],
                                     raw=RawSession(url), client=Client(url, verbose=False))
@@ -162,7 +154,7 @@ def main(argv=None):
         by: dict = {}
         tally: Counter = Counter()
         problems: list[str] = []
-        peak = [rss_mb(ps)]
+        peak = [rss_mb(server.pid)]
         threads = [threading.Thread(target=bystander, args=(url, stop, by))]
         threads += [threading.Thread(target=chaos, args=(url, stop, tally, problems, srv))
                     for _ in range(args.chaos)]
@@ -197,7 +189,7 @@ def main(argv=None):
                     problems.append(f"{e!s:.400}")
                 keep_room(srv, reply)
             if Fuzz.sent % 500 < repeat:
-                peak.append(rss_mb(ps))
+                peak.append(rss_mb(server.pid))
                 print(f"{Fuzz.sent} inputs, {time.monotonic() - t0:.0f} s, RSS {peak[-1]:.0f} MB, "
                       f"{len(problems)} problems", flush=True)
 
@@ -227,7 +219,7 @@ def main(argv=None):
         srv.client.close()
         srv.raw.close()
         results["rss_peak_mb"] = round(max(peak), 1)
-        results["rss_end_mb"] = round(rss_mb(ps), 1)
+        results["rss_end_mb"] = round(rss_mb(server.pid), 1)
         results["server_alive"] = server.poll() is None
     finally:
         stop.set()

@@ -1,20 +1,30 @@
-"""Workshop load: a room of simulated students on one playground server.
+"""Workshop load: a room of simulated students on one playground server, or on several
+workers behind nginx.
 
-    python benchmarks/bench_load.py                       # 2 rooms of 50 users, 60 s each
-    python benchmarks/bench_load.py --users 10 --seconds 20 --waves 1 --json out.json
-    python benchmarks/bench_load.py --client raw          # browser-like client, for comparison
+    python -m benchmarks.bench_load                       # 2 rooms of 50 users, 60 s each
+    python -m benchmarks.bench_load --users 10 --seconds 20 --waves 1 --json out.json
+    python -m benchmarks.bench_load --client raw          # browser-like client, for comparison
+    python -m benchmarks.bench_load --workers 2           # 2 app.py behind nginx (deploy/cluster.py)
+    python -m benchmarks.bench_load --url http://127.0.0.1:7860/ --model smollm2   # a running server
 
-The server runs as a subprocess (`python app.py --port FREE`, loopback only) and every user is
-its own gradio_client session, in its own process (as each student has a laptop): reset with
-its own prompt and seed, slider moves (/distribution), step, pick, undo, short generates, with
-a pause between clicks as a person makes. Each wave is one such room; then:
+The server runs as a subprocess (`python app.py --port FREE`, loopback only; with --workers N,
+`python -m deploy.cluster --workers N`) and every user is its own session, in its own process
+(as each student has a laptop): reset with its own prompt and seed, slider moves
+(/distribution), step, pick, undo, short generates, with a pause between clicks as a person
+makes. Each wave is one such room; then:
 
 - latency: requests served, errors, median and p95 of each endpoint (a step is the target);
 - isolation: each user's final text (from /export) must equal a replay of that user's own
   actions alone, in this process with model.session.DecodingSession and the same seed;
-- memory: the server's RSS (psutil) at start, at its peak, and after every client has closed
-  its connection (the app frees a tab's session when Gradio reports it gone); a second wave on
-  the same server shows whether what stays is a leak (it grows) or a floor (it does not).
+- memory: the server's RSS (psutil; with several workers, their sum) at start, at its peak,
+  and after every client has closed its connection (the app frees a tab's session when Gradio
+  reports it gone); a second wave on the same server shows whether what stays is a leak (it
+  grows) or a floor (it does not). Not measured with --url (the server is not ours to watch).
+
+The last line is a verdict. It is FAIL, and the exit status 1, when any user could not
+connect, any request failed, any export differs from its replay, the server died, or the room
+made far fewer requests than its users' pace implies (users x seconds / mean think time):
+a run in which nothing ran is not a success.
 
 Every loop is bounded in count and time; the script stops the server and exits by itself.
 """
@@ -26,7 +36,6 @@ import json
 import multiprocessing
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,7 +53,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import psutil  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests"))  # test_hostile.RawSession, for --client raw
+from testkit.server import (cluster_workers, free_port, start_app, start_cluster,  # noqa: E402
+                            wait_ready)
 
 PROMPTS = [
     "To be, or not to be", "ROMEO:\nBut, soft! what light", "KING HENRY:\nOnce more unto the breach",
@@ -55,39 +65,13 @@ PROMPTS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def rss_mb(servers: list[psutil.Process]) -> float:
+    """The server processes' resident memory together (each worker holds its own model)."""
+    return sum(p.memory_info().rss for p in servers) / 2**20
 
 
-def start_server(port: int, model: str | None, log_path: Path) -> subprocess.Popen:
-    cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port)]
-    if model:
-        cmd += ["--model", model]
-    env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
-                        "PYTHONUNBUFFERED": "1"}
-    log = open(log_path, "w")
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> float:
-    """Seconds until the page answers; startup is 8-20 s here (torch and gradio imports)."""
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return time.monotonic() - t0
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"the server did not answer at {url} within {timeout:.0f} s")
-
-
-def rss_mb(proc: psutil.Process) -> float:
-    return proc.memory_info().rss / 2**20
+def cpu_s(servers: list[psutil.Process]) -> float:
+    return sum(t.user + t.system for t in (p.cpu_times() for p in servers))
 
 
 def slider_settings(rng: random.Random) -> dict:
@@ -185,30 +169,39 @@ def connect(url: str, kind: str, config: dict):
     if kind == "gradio_client":
         from gradio_client import Client
         return Client(url, verbose=False)
-    from test_hostile import RawSession
+    from testkit.raw_client import RawSession
     return RawSession(url, heartbeat=True, config=config)
 
 
 def worker(uids, url, kind, think, max_requests, seconds, conn):
     """Runs in its own process: a share of the users, one thread each. 50 gradio_clients in
     one process spend their time waiting for its GIL, and that would be measured as latency."""
-    config = json.loads(urllib.request.urlopen(url + "config", timeout=60).read())
     clients: dict[int, object] = {}
+    failed: dict[int, str] = {}
+    try:
+        config = json.loads(urllib.request.urlopen(url + "config", timeout=60).read())
+    except Exception as e:  # every user of this process fails to connect, and says why
+        config, failed = None, {u: f"GET {url}config: {type(e).__name__}: {e}" for u in uids}
 
     def open_one(uid):
         for attempt in range(3):
             try:
                 clients[uid] = connect(url, kind, config)
+                failed.pop(uid, None)
                 return
-            except Exception:
+            except Exception as e:  # kept: the verdict names it
+                failed[uid] = f"user {uid}: {type(e).__name__}: {e!s:.200}"
                 time.sleep(1 + attempt)
-    threads = [threading.Thread(target=open_one, args=(u,)) for u in uids]
+    threads = [threading.Thread(target=open_one, args=(u,)) for u in uids] if config else []
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
+    for uid in uids:
+        if uid not in clients:
+            failed.setdefault(uid, f"user {uid}: not connected within 120 s")
     users = [User(uid, clients[uid], think, max_requests) for uid in uids if uid in clients]
-    conn.send(len(users))
+    conn.send({"connected": len(users), "failed": sorted(failed.values())})
     start_at = conn.recv()  # the same wall-clock start for every process
     time.sleep(max(0.0, start_at - time.time()))
     cpu0 = psutil.Process().cpu_times()
@@ -228,12 +221,13 @@ def worker(uids, url, kind, think, max_requests, seconds, conn):
     conn.close()
 
 
-def replay(user: dict, gpt, tokenizer, max_prompt_chars: int) -> dict:
-    """The user's actions since their last reset, alone, in this process."""
+def replay(user: dict, gpt, tokenizer) -> dict:
+    """The user's actions since their last reset, alone, in this process. (The prompts are far
+    shorter than the server's prompt limit, so no cut applies on either side.)"""
     from model.sampling import SamplingSettings
     from model.session import DecodingSession
 
-    s = DecodingSession(gpt, tokenizer, seed=user["seed"], max_prompt_chars=max_prompt_chars)
+    s = DecodingSession(gpt, tokenizer, seed=user["seed"])
     s.reset(user["prompt"], seed=user["seed"])
     for action in user["actions"]:
         kind, args = action[0], action[1:]
@@ -256,9 +250,20 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def run_wave(args, url: str, ps: psutil.Process) -> dict:
+def receive(conn, proc, timeout: float, empty):
+    """One message from a client process, or `empty` if it died or fell silent."""
+    try:
+        if conn.poll(timeout):
+            return conn.recv()
+    except (EOFError, OSError):
+        pass
+    return empty(f"client process {proc.pid} sent nothing (exit code {proc.exitcode})")
+
+
+def run_wave(args, url: str, servers: list[psutil.Process]) -> dict:
     """One room: the users connect, work for args.seconds, leave; then their texts are checked
-    against replays and the server's memory is watched while it frees their sessions."""
+    against replays and the servers' memory is watched while they free their sessions.
+    `servers`: the processes that serve the room (empty with --url: nothing is watched)."""
     out: dict = {}
     ctx = multiprocessing.get_context("spawn")
     pipes, procs = [], []
@@ -270,31 +275,34 @@ def run_wave(args, url: str, ps: psutil.Process) -> dict:
         proc.start()
         pipes.append(mine)
         procs.append(proc)
-    out["clients_connected"] = sum(c.recv() if c.poll(300) else 0 for c in pipes)
+    hellos = [receive(c, proc, 300, lambda why: {"connected": 0, "failed": [why]})
+              for c, proc in zip(pipes, procs)]
+    out["clients_connected"] = sum(h["connected"] for h in hellos)
+    out["connect_failures"] = [f for h in hellos for f in h["failed"]][:10]
 
-    peak = [rss_mb(ps)]
+    peak = [rss_mb(servers)]
     sampling = threading.Event()
 
     def sample_rss():
         while not sampling.wait(0.5):
-            peak.append(rss_mb(ps))
+            peak.append(rss_mb(servers))
     threading.Thread(target=sample_rss, daemon=True).start()
 
-    out["rss_before_mb"] = round(rss_mb(ps), 1)
+    out["rss_before_mb"] = round(rss_mb(servers), 1)
     out["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
-    cpu0 = ps.cpu_times()
+    cpu0 = cpu_s(servers)
     t0 = time.monotonic()
     start_at = time.time() + 1.0
     for c in pipes:
         c.send(start_at)
-    done = [c.recv() if c.poll(args.seconds + 300) else {"cpu_s": 0.0, "users": []} for c in pipes]
+    done = [receive(c, proc, args.seconds + 300, lambda why: {"cpu_s": 0.0, "users": [], "lost": why})
+            for c, proc in zip(pipes, procs)]
     for proc in procs:
         proc.join(timeout=30)
     users = [u for d in done for u in d["users"]]
     out["load_wall_s"] = round(time.monotonic() - t0, 1)
     # Who used the two cores: the server, or the simulated users?
-    cpu1 = ps.cpu_times()
-    out["server_cpu_s"] = round(cpu1.user + cpu1.system - cpu0.user - cpu0.system, 1)
+    out["server_cpu_s"] = round(cpu_s(servers) - cpu0, 1)
     out["clients_cpu_s"] = round(sum(d["cpu_s"] for d in done), 1)
     out["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
@@ -302,10 +310,11 @@ def run_wave(args, url: str, ps: psutil.Process) -> dict:
     for u in users:
         for k, v in u["latency"].items():
             latency[k] += v
-    errors = [e for u in users for e in u["errors"]]
+    errors = [e for u in users for e in u["errors"]] + [d["lost"] for d in done if "lost" in d]
     out["requests"] = sum(len(v) for v in latency.values()) + len(errors)
     out["errors"] = len(errors)
     out["error_samples"] = errors[:10]
+    out["requests_per_s"] = round(out["requests"] / args.seconds, 1)
     out["server_cpu_ms_per_request"] = round(1000 * out["server_cpu_s"] / max(1, out["requests"]), 1)
     out["latency_s"] = {k: {"n": len(v), "p50": round(statistics.median(v), 3),
                             "p95": round(pct(v, 0.95), 3), "max": round(max(v), 3)}
@@ -314,19 +323,20 @@ def run_wave(args, url: str, ps: psutil.Process) -> dict:
     # Isolation: every user's text against a replay of its own actions alone.
     import torch
 
-    import app
     from model.loading import load_model
     torch.set_num_threads(1)  # this process shares the cores with the server
-    gpt, tokenizer = load_model(str(ROOT / args.model))
+    local = ROOT / args.model
+    loaded = load_model(local if local.exists() else args.model)  # a path, or a name: smollm2
     mismatches = []
     for u in users:
         if u["export"] is None:
             mismatches.append(f"user {u['uid']}: no export")
             continue
-        want = replay(u, gpt, tokenizer, app.MAX_PROMPT_CHARS)
+        want = replay(u, loaded.gpt, loaded.tokenizer)
         got = {"text": u["export"]["text"], "tokens": [s["token"] for s in u["export"]["steps"]]}
         if got != want:
-            mismatches.append(f"user {u['uid']}: server {got['text'][-60:]!r} != replay {want['text'][-60:]!r}")
+            mismatches.append(f"user {u['uid']} (server model {u['export'].get('model')!r}): server "
+                              f"{got['text'][-60:]!r} != replay {want['text'][-60:]!r}")
     out["isolation_checked"] = len(users)
     out["isolation_mismatches"] = len(mismatches)
     out["isolation_samples"] = mismatches[:5]
@@ -335,18 +345,46 @@ def run_wave(args, url: str, ps: psutil.Process) -> dict:
     # Memory: the workers closed every client; Gradio sees each heartbeat connection drop
     # and runs the app's unload handler, which frees that tab's session.
     t_close = time.monotonic()
-    settled = [rss_mb(ps)]
-    while time.monotonic() - t_close < args.settle:
+    settled = [rss_mb(servers)]
+    while servers and time.monotonic() - t_close < args.settle:
         time.sleep(2)
-        settled.append(rss_mb(ps))
+        settled.append(rss_mb(servers))
         # settled: three samples in a row within 1 MB, after the heartbeat window
         if time.monotonic() - t_close > 30 and max(settled[-3:]) - min(settled[-3:]) < 1:
             break
     sampling.set()
-    out["rss_peak_mb"] = round(max(peak), 1)
-    out["rss_after_close_mb"] = round(settled[-1], 1)
-    out["rss_settle_s"] = round(time.monotonic() - t_close, 1)
+    if servers:
+        out["rss_peak_mb"] = round(max(peak), 1)
+        out["rss_after_close_mb"] = round(settled[-1], 1)
+        out["rss_settle_s"] = round(time.monotonic() - t_close, 1)
     return out
+
+
+def verdict(results: dict, args) -> list[str]:
+    """Why this run does not count as a success (empty: it does). A run that connected no one
+    or made no requests has nothing to show and must not pass as '0 errors'."""
+    problems = [results["failure"]] if "failure" in results else []
+    waves = results.get("waves", [])
+    if len(waves) < args.waves:
+        problems.append(f"{len(waves)} of {args.waves} waves ran")
+    for n, w in enumerate(waves, 1):
+        if w["clients_connected"] < args.users:
+            first = w["connect_failures"][0] if w["connect_failures"] else "no reason given"
+            problems.append(f"wave {n}: {w['clients_connected']} of {args.users} users connected "
+                            f"(first failure: {first})")
+        if w["requests"] < results["requests_floor"]:
+            pace = (f"the {results['requests_expected']} the users' pace implies"
+                    if results["requests_expected"] else "2 per user (a reset and an export)")
+            problems.append(f"wave {n}: {w['requests']} requests, far below {pace} "
+                            f"(floor {results['requests_floor']})")
+        if w["errors"]:
+            problems.append(f"wave {n}: {w['errors']} requests failed, e.g. {w['error_samples'][0]}")
+        if w["isolation_mismatches"]:
+            problems.append(f"wave {n}: {w['isolation_mismatches']} of {w['isolation_checked']} "
+                            f"exports differ from their replay, e.g. {w['isolation_samples'][0]}")
+    if waves and not (results.get("server_alive") and results.get("server_answers_after")):
+        problems.append("the server was not alive and answering after the rooms")
+    return problems
 
 
 def main(argv=None):
@@ -356,12 +394,14 @@ def main(argv=None):
     p.add_argument("--think", type=float, nargs=2, default=(0.3, 2.0), metavar=("MIN", "MAX"),
                    help="seconds a user waits between clicks (uniform); 0 0 = no pause")
     p.add_argument("--max-requests", type=int, default=400, help="per user, a bound on the loop")
-    p.add_argument("--model", default="checkpoints/shakespeare")
+    p.add_argument("--model", default="checkpoints/shakespeare",
+                   help="the model the server serves by default, for the replay (with --url: "
+                        "the one that server was started with)")
     p.add_argument("--settle", type=float, default=90.0,
                    help="seconds to wait, at most, for the server's memory to come back after "
                         "the clients close (Gradio notices a closed client within ~15 s)")
     p.add_argument("--client", choices=("gradio_client", "raw"), default="gradio_client",
-                   help="raw: tests/test_hostile.RawSession, the same queue protocol without "
+                   help="raw: testkit.raw_client.RawSession, the same queue protocol without "
                         "gradio_client's 50 ms polling (closer to a browser tab)")
     p.add_argument("--waves", type=int, default=2,
                    help="rooms in a row on the same server: memory after each must stay level")
@@ -369,53 +409,103 @@ def main(argv=None):
                    help="processes the users are spread over (default 0: one per user, as each "
                         "student has their own laptop; gradio_client is CPU-hungry, and many in "
                         "one process wait for its GIL, which would be measured as latency)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=0,
+                       help="serve the room from N app.py workers behind nginx, started with "
+                            "python -m deploy.cluster (default 0: one python app.py, no nginx)")
+    where.add_argument("--url", help="a server already running (e.g. deploy/cluster.py's nginx): "
+                                     "nothing is started, and its memory is not measured")
+    p.add_argument("--min-request-fraction", type=float, default=0.2,
+                   help="FAIL when a wave makes fewer requests than this fraction of users x "
+                        "seconds / mean think time (default 0.2)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
+    if args.users < 1 or args.seconds <= 0 or args.workers < 0:
+        p.error(f"need --users >= 1, --seconds > 0, --workers >= 0; got {args.users}, "
+                f"{args.seconds}, {args.workers}")
     args.procs = min(args.procs or args.users, args.users)
 
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_load_server_{port}.log"
-    server = start_server(port, args.model, log_path)
+    # What the room should make: each user clicks once per mean think time (less the time
+    # its requests take, which is why only a fraction is required).
+    mean_think = sum(args.think) / 2
+    expected = args.users * args.seconds / mean_think if mean_think > 0 else None
+    floor = max(2 * args.users, round(args.min_request_fraction * expected) if expected else 0)
     results: dict = {"users": args.users, "seconds": args.seconds, "think_s": list(args.think),
-                     "client": args.client, "client_processes": args.procs,
-                     "model": args.model, "cpu_count": os.cpu_count()}
+                     "client": args.client, "client_processes": args.procs, "model": args.model,
+                     "cpu_count": os.cpu_count(), "requests_expected": round(expected) if expected else None,
+                     "requests_floor": floor}
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    server, servers = None, []
+    if args.url:
+        url = args.url.rstrip("/") + "/"
+        results["server"] = f"external: {url}"
+    else:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        log_path = tmp / f"bench_load_server_{port}.log"
+        if args.workers:
+            results["server"] = f"deploy.cluster, {args.workers} workers behind nginx"
+            server = start_cluster(port, args.workers, ["--model", args.model], tmp / f"bench_load_cluster_{port}",
+                                   log_path)
+        else:
+            results["server"] = "python app.py"
+            server = start_app(port, ["--model", args.model], log_path)
+        results["server_log"] = str(log_path)
     try:
-        results["startup_s"] = round(wait_ready(url, server), 1)
-        ps = psutil.Process(server.pid)
+        # A server of ours may take minutes (a first SmolLM2 load converts it); one that
+        # should already be running answers at once.
+        results["startup_s"] = round(wait_ready(url, server, timeout=15 if args.url else 300), 1)
+        if server is not None:
+            pids = [pid for pid, _ in cluster_workers(log_path)] if args.workers else [server.pid]
+            servers = [psutil.Process(pid) for pid in pids]
+            time.sleep(2)
+            results["rss_start_mb"] = round(rss_mb(servers), 1)
+            # Safe default: with no --host the server listens on loopback only.
+            results["listening_on"] = sorted({f"{c.laddr.ip}:{c.laddr.port}" for ps in servers
+                                              for c in ps.net_connections("inet")
+                                              if c.status == psutil.CONN_LISTEN})
         results["load_avg_at_start"] = [round(x, 2) for x in os.getloadavg()]
-        time.sleep(2)
-        results["rss_start_mb"] = round(rss_mb(ps), 1)
-        # Safe default: with no --host the server listens on loopback only.
-        results["listening_on"] = sorted({f"{c.laddr.ip}:{c.laddr.port}" for c in ps.net_connections("inet")
-                                          if c.status == psutil.CONN_LISTEN})
-
-        print(f"server up in {results['startup_s']} s, RSS {results['rss_start_mb']} MB", flush=True)
+        rss = f"RSS {results['rss_start_mb']} MB" if servers else "RSS not measured"
+        print(f"server up in {results['startup_s']} s ({results['server']}), {rss}", flush=True)
         results["waves"] = []
         for wave in range(args.waves):
-            results["waves"].append(run_wave(args, url, ps))
+            results["waves"].append(run_wave(args, url, servers))
             w = results["waves"][-1]
-            print(f"wave {wave + 1}: {w['requests']} requests, {w['errors']} errors, step p50 "
-                  f"{w['latency_s'].get('step', {}).get('p50')} s p95 {w['latency_s'].get('step', {}).get('p95')} s, "
-                  f"RSS peak {w['rss_peak_mb']} MB, after close {w['rss_after_close_mb']} MB", flush=True)
+            print(f"wave {wave + 1}: {w['clients_connected']}/{args.users} users connected, "
+                  f"{w['requests']} requests ({w['requests_per_s']}/s), {w['errors']} errors, step p50 "
+                  f"{w['latency_s'].get('step', {}).get('p50')} s p95 {w['latency_s'].get('step', {}).get('p95')} s"
+                  + (f", RSS peak {w['rss_peak_mb']} MB, after close {w['rss_after_close_mb']} MB"
+                     if servers else ""), flush=True)
         for key in ("requests", "errors", "isolation_checked", "isolation_mismatches"):
             results[key] = sum(w[key] for w in results["waves"])
-        results["rss_after_close_mb"] = [w["rss_after_close_mb"] for w in results["waves"]]
-        results["server_alive"] = server.poll() is None
+        results["rss_after_close_mb"] = [w.get("rss_after_close_mb") for w in results["waves"]]
+        results["server_alive"] = server is None or server.poll() is None
         with urllib.request.urlopen(url, timeout=10) as r:
             results["server_answers_after"] = r.status == 200
+    except (RuntimeError, OSError) as e:  # the verdict says what did not run
+        results["failure"] = f"{type(e).__name__}: {e}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        if server is not None:
+            server.terminate()  # the cluster stops nginx and its workers itself
+            try:
+                server.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                server.kill()
 
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
-    ok = results.get("errors") == 0 and results.get("isolation_mismatches") == 0
-    return 0 if ok else 1
+    problems = verdict(results, args)
+    waves = results.get("waves", [])
+    if problems:
+        print("verdict: FAIL: " + "; ".join(problems))
+        return 1
+    pace = (f"the users' pace implies ~{expected:.0f}" if expected else "no think time: as fast "
+            "as the server answers")
+    print(f"verdict: PASS: {len(waves)} wave(s) of {args.users} users, all connected; "
+          f"{results['requests']} requests (at least {floor} per wave needed; {pace}), 0 errors; "
+          f"{results['isolation_checked']} exports equal their replay")
+    return 0
 
 
 if __name__ == "__main__":

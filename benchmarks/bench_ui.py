@@ -1,18 +1,18 @@
-"""Playground latency in headless Chromium: slider -> chart, Step -> chart, and a bare Gradio
-round trip measured the same way in the same run (the machine's cores are shared, so only
-numbers taken side by side compare).
+"""Playground latency in headless Chromium, measured side by side in one run (the machine's
+cores are shared, so only numbers taken together compare):
 
-    python benchmarks/bench_ui.py                 # prints the table
-    python benchmarks/bench_ui.py --write         # ... and updates BENCHMARKS.md
+- slider -> chart: a control's 'input' event, as a drag makes it, until Plotly.react has
+  redrawn the chart (the page records each finished render);
+- Step -> chart and text; a bare Gradio round trip (a one-button app) for scale;
+- Stop: a real mouse click on Stop halfway through a Generate, until no more tokens appear,
+  counted from the moment the click reached the browser (its event's timeStamp), so a main
+  thread too busy to notice the click counts too;
+- in-page Generate: five 200-token Generates in a row on one session, against
+  DecodingSession.generate doing the same in this process, alternating;
+- the longest main-thread task (PerformanceObserver 'longtask') during those Generates.
 
-Timing happens inside the page (performance.now()), so Playwright's own messaging is not
-counted:
-- slider: set a slider's value and dispatch its 'input' event, as a drag does; stop when
-  Plotly.react has redrawn the chart (the page records each finished render).
-- step: click Step; stop when the chart's layout.meta shows the new step and the text holds
-  the new token (a MutationObserver watches the page).
-- bare round trip: a one-button Gradio app whose handler returns its input; click, stop when
-  the textbox shows the reply.
+    python -m benchmarks.bench_ui                 # prints the table
+    python -m benchmarks.bench_ui --write         # ... and updates BENCHMARKS.md
 """
 
 from __future__ import annotations
@@ -21,21 +21,16 @@ import argparse
 import os
 import platform
 import re
-import socket
 import statistics
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from testkit import browser as B
+from testkit.page import Tab
+from testkit.server import ROOT, launch
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SECTION = "## Playground latency (Chromium)"
+MODEL = ROOT / "checkpoints" / "shakespeare"
 
 SLIDER_JS = """async ([moves]) => {
   const controls = [["temperature", [0.4, 0.9, 1.4, 0.7]], ["top-p", [0.5, 0.8, 0.95, 0.7]],
@@ -53,23 +48,23 @@ SLIDER_JS = """async ([moves]) => {
     times.push(DP.state.rendered[n] - t0);
     await new Promise(r => setTimeout(r, 30));  // let the page settle, as between drag events
   }
-  for (const [id] of controls) document.querySelector('#' + id + ' .reset-button').click();
+  for (const [id] of controls) document.querySelector('#' + id + ' .dp-ctl-reset').click();
   return times;
 }"""
 
 STEP_JS = """async ([count]) => {
   const times = [];
-  const chart = () => document.querySelector('#chart .dp-main');
+  const chart = () => document.querySelector('.dp-main');
   for (let i = 0; i < count; i++) {
     const want = chart().layout.meta.step + 1;
-    const done = () => chart().layout.meta.step === want &&
-      document.querySelectorAll('#output .dp-tok').length === want;
+    const done = () => chart().layout.meta.step === want && !DP.state.pending &&
+      document.querySelectorAll('.dp-text .dp-tok').length === want;
     const t0 = performance.now();
     const finished = new Promise(resolve => {
       const obs = new MutationObserver(() => { if (done()) { obs.disconnect(); resolve(performance.now()); } });
       obs.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
     });
-    document.querySelector('#step').click();
+    document.querySelector('.dp-step').click();
     times.push((await finished) - t0);
     await new Promise(r => setTimeout(r, 50));
   }
@@ -84,10 +79,7 @@ BARE_JS = """async ([count]) => {
     const t0 = performance.now();
     const finished = new Promise(resolve => {
       const check = () => box().value !== before;
-      const obs = new MutationObserver(() => { if (check()) { obs.disconnect(); resolve(performance.now()); } });
-      obs.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
-      // a textarea's value is not an attribute: poll it as well
-      (function poll() { if (check()) { obs.disconnect(); resolve(performance.now()); } else setTimeout(poll, 1); })();
+      (function poll() { if (check()) resolve(performance.now()); else setTimeout(poll, 1); })();
     });
     document.querySelector('#ping').click();
     times.push((await finished) - t0);
@@ -96,22 +88,17 @@ BARE_JS = """async ([count]) => {
   return times;
 }"""
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, seconds: float = 90) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+# Watches the text box: the time of every token's arrival, and every long task.
+WATCH_JS = """() => {
+  window.__tokens = []; window.__long = [];
+  new MutationObserver(() => window.__tokens.push([performance.now(),
+    document.querySelectorAll('.dp-text .dp-tok').length])).observe(
+    document.querySelector('.dp-text'), {childList: true});
+  new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push(e.duration); })
+    .observe({type: 'longtask'});
+  document.addEventListener('click', (ev) => { if (ev.target.closest('.dp-stop'))
+    window.__stopAt = ev.timeStamp; }, true);
+}"""
 
 
 def bare_demo():
@@ -130,84 +117,138 @@ def bare_demo():
     return demo
 
 
-def pick_model(tmp: Path) -> tuple[str, str]:
-    real = ROOT / "checkpoints" / "shakespeare"
-    if (real / "config.json").is_file():
-        return str(real), "checkpoints/shakespeare"
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_app import make_tiny_checkpoint
-
-    return str(make_tiny_checkpoint(tmp / "tiny")), "a tiny random checkpoint (checkpoints/shakespeare is missing)"
-
-
-def summary(times: list[float]) -> tuple[float, float]:
+def pct(times: list[float], q: float) -> float:
     ordered = sorted(times)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return statistics.median(times), p95
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def run(moves: int, steps: int) -> dict:
+def set_n(tab: Tab, n: int) -> None:
+    box = tab.page.locator(".dp-n")
+    box.click()
+    tab.page.keyboard.press("Control+A")
+    tab.page.keyboard.type(str(n))
+    tab.page.keyboard.press("Enter")
+
+
+def stop_latency(tab: Tab, runs: int) -> list[float]:
+    """Generate, click Stop after 0.3-1.5 s; the time from the click reaching the browser to
+    the last token drawn after it (0 when none was), in ms."""
+    out = []
+    for i in range(runs):
+        tab.type_into(".dp-prompt", f"KING HENRY:\n{i}")
+        tab.ready()
+        tab.page.evaluate("() => { window.__tokens = []; window.__stopAt = null; }")
+        tab.click(".dp-generate")
+        time.sleep(0.3 + 1.2 * (i % 5) / 4)
+        tab.click(".dp-stop")
+        tab.ready()
+        time.sleep(0.4)
+        at = tab.page.evaluate("() => window.__stopAt")
+        after = [t for t, _ in tab.page.evaluate("() => window.__tokens") if t > at]
+        out.append(max(after) - at if after else 0.0)
+        if tab.meta()["steps"] != tab.token_count():
+            raise RuntimeError("after Stop the chart and the text disagree")
+    return out
+
+
+def generate_blocks(tab: Tab, gpt, tokenizer, blocks: int) -> tuple[list[float], list[float], list[float]]:
+    """Five 200-token Generates in the page and five in DecodingSession, alternating; the
+    page's time from the click to the final snapshot."""
+    from model.sampling import SamplingSettings
+    from model.session import DecodingSession
+
+    tab.type_into(".dp-prompt", "ROMEO:")
+    tab.ready()
+    set_n(tab, 200)
+    engine = DecodingSession(gpt, tokenizer, seed=0)
+    engine.reset("ROMEO:")
+    page_s, engine_s = [], []
+    tab.page.evaluate("() => { window.__long = []; }")
+    for _ in range(blocks):
+        before = tab.token_count()
+        t0 = time.perf_counter()
+        tab.click(".dp-generate")
+        tab.wait("n => document.querySelectorAll('.dp-text .dp-tok').length >= n + 200 && "
+                 "!document.querySelector('.dp-app.dp-generating') && !DP.state.pending",
+                 before, timeout=300_000)
+        page_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in engine.generate(200, SamplingSettings()):
+            pass
+        engine_s.append(time.perf_counter() - t0)
+    return page_s, engine_s, tab.page.evaluate("() => window.__long")
+
+
+def run(moves: int, steps: int, stops: int, blocks: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     import app
+    from model import load_model
+    from ui.actions import Limits
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ui-"))
-    model, model_note = pick_model(tmp)
-    playground = app.build_demo([model])
-    p_port, b_port = free_port(), free_port()
-    playground.launch(server_name="127.0.0.1", server_port=p_port, prevent_thread_lock=True,
-                      ssr_mode=False, quiet=True)
+    playground = app.build_demo([str(MODEL)], limits=Limits(generate_tokens=1000, session_tokens=5000))
+    url = launch(playground)
     bare = bare_demo()
-    bare.launch(server_name="127.0.0.1", server_port=b_port, prevent_thread_lock=True, ssr_mode=False,
-                quiet=True)
-    wait_port(p_port)
-    wait_port(b_port)
-    results = {"slider": [], "step": [], "bare": []}
+    bare_url = launch(bare)
+    gpt, tokenizer, _ = load_model(MODEL)
+    results = {}
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
-            page.goto(f"http://127.0.0.1:{p_port}/?prompt=ROMEO%3A%0A")
-            page.wait_for_function("() => { const d = document.querySelector('#chart .dp-main'); "
-                                   "return d && d.layout && d.layout.meta; }", timeout=90_000)
+            browser = B.launch(pw)
+            tab = Tab(browser, url, viewport={"width": 1366, "height": 900})
             bare_page = browser.new_page()
-            bare_page.goto(f"http://127.0.0.1:{b_port}/")
+            bare_page.goto(bare_url)
             bare_page.wait_for_selector("#ping", timeout=90_000)
-            # warm-up: first renders and first requests compile and connect
-            page.evaluate(SLIDER_JS, [4])
-            page.evaluate(STEP_JS, [2])
+            tab.type_into(".dp-prompt", "ROMEO:\n")
+            tab.ready()
+            tab.page.evaluate(SLIDER_JS, [4])  # warm-up: first renders compile and connect
+            tab.page.evaluate(STEP_JS, [2])
             bare_page.evaluate(BARE_JS, [2])
-            # Alternate small blocks so both sides see the same machine load.
-            rounds = 5
+            results = {"slider": [], "step": [], "bare": []}
+            rounds = 5  # small alternating blocks: both sides see the same machine load
             for _ in range(rounds):
-                results["slider"] += page.evaluate(SLIDER_JS, [moves // rounds])
-                results["step"] += page.evaluate(STEP_JS, [steps // rounds])
+                results["slider"] += tab.page.evaluate(SLIDER_JS, [moves // rounds])
+                results["step"] += tab.page.evaluate(STEP_JS, [steps // rounds])
                 results["bare"] += bare_page.evaluate(BARE_JS, [steps // rounds])
-            vocab = page.evaluate("() => DP.current().vocab")
+            tab.page.evaluate(WATCH_JS)
+            results["stop"] = stop_latency(tab, stops)
+            results["page_gen"], results["engine_gen"], results["long"] = generate_blocks(
+                tab, gpt, tokenizer, blocks)
+            vocab = gpt.config.vocab_size
             browser.close()
     finally:
         playground.close()
         bare.close()
-    return {"results": results, "model": model_note, "vocab": vocab, "load": os.getloadavg()[0]}
+    return {"results": results, "vocab": vocab, "load": os.getloadavg()[0]}
 
 
 def table(out: dict, command: str) -> str:
     r = out["results"]
-    rows = [("slider input → chart redrawn (no server)", r["slider"]),
-            ("Step click → chart and text updated", r["step"]),
-            ("bare Gradio round trip (button → textbox)", r["bare"])]
     lines = [SECTION, "",
              f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores, "
-             f"{platform.machine()}), headless Chromium, model: {out['model']} "
-             f"(vocabulary {out['vocab']:,}); 1-minute load average {out['load']:.1f} during the run "
-             "(the cores are shared). Times from the page's performance.now().", "",
-             "| what | n | median (ms) | p95 (ms) |", "| --- | --- | --- | --- |"]
-    for name, times in rows:
-        med, p95 = summary(times)
-        lines.append(f"| {name} | {len(times)} | {med:.1f} | {p95:.1f} |")
-    lines += ["", "Targets: slider median ≤ 50 ms and p95 ≤ 100 ms; Step median ≤ 150 ms. The slider "
-              "path never reaches the server: the page recomputes the sampling pipeline from the "
-              "step's logits and redraws its Plotly div with Plotly.react.", "",
+             f"{platform.machine()}), headless Chromium, model checkpoints/shakespeare (vocabulary "
+             f"{out['vocab']:,}); 1-minute load average {out['load']:.1f} at the end of the run (the "
+             "cores are shared). Times from the page's performance.now() unless said.", "",
+             "| what | n | median (ms) | p95 (ms) | target |", "| --- | --- | --- | --- | --- |"]
+    for name, key, target in [("slider input → chart redrawn (no server)", "slider", "≤ 50 / ≤ 100"),
+                              ("Step click → chart and text updated", "step", "≤ 150 median"),
+                              ("bare Gradio round trip (button → textbox)", "bare", "for scale"),
+                              ("Stop: click reaches the browser → last token drawn", "stop", "≤ 100 p95")]:
+        t = r[key]
+        lines.append(f"| {name} | {len(t)} | {statistics.median(t):.1f} | {pct(t, 0.95):.1f} | {target} |")
+    page, engine = r["page_gen"], r["engine_gen"]
+    ratios = [p / e for p, e in zip(page, engine)]
+    lines += ["", "In-page Generate, five 200-token blocks in a row on one session, against "
+              "`DecodingSession.generate` on the same model in the same process, alternating "
+              "(seconds, wall clock from the click to the final chart):", "",
+              "| block | 1 | 2 | 3 | 4 | 5 |", "| --- | --- | --- | --- | --- | --- |",
+              "| page | " + " | ".join(f"{x:.2f}" for x in page) + " |",
+              "| engine | " + " | ".join(f"{x:.2f}" for x in engine) + " |",
+              "| page / engine | " + " | ".join(f"{x:.2f}" for x in ratios) + " |", "",
+              f"Median page / engine {statistics.median(ratios):.2f} (target ≤ 1.5); fifth block / first "
+              f"{page[-1] / page[0]:.2f} (target ≤ 1.2). Longest main-thread task during those "
+              f"Generates: {max(r['long'], default=0):.0f} ms over {len(r['long'])} long tasks "
+              "(target: none over 50 ms).", "",
               f"Command: `{command}`", ""]
     return "\n".join(lines)
 
@@ -222,15 +263,17 @@ def write_section(text: str, path: Path) -> None:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--moves", type=int, default=100, help="slider moves to time (>= 50)")
-    parser.add_argument("--steps", type=int, default=60, help="Step clicks and bare round trips to time")
+    parser.add_argument("--moves", type=int, default=100, help="slider moves to time")
+    parser.add_argument("--steps", type=int, default=60, help="Step clicks and bare round trips")
+    parser.add_argument("--stops", type=int, default=20, help="Generates stopped halfway")
+    parser.add_argument("--blocks", type=int, default=5, help="200-token Generates in a row")
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if not Path(CHROMIUM).exists():
-        raise SystemExit(f"no Chromium at {CHROMIUM}: apt-get install chromium")
-    out = run(args.moves, args.steps)
-    command = "python benchmarks/bench_ui.py --write" + (
-        f" --moves {args.moves}" if args.moves != 100 else "") + (f" --steps {args.steps}" if args.steps != 60 else "")
+    B.require_chromium()
+    out = run(args.moves, args.steps, args.stops, args.blocks)
+    if not out["results"].get("stop") or len(out["results"]["page_gen"]) != args.blocks:
+        raise SystemExit("the benchmark did not run to the end: no numbers")
+    command = "python -m benchmarks.bench_ui --write"
     text = table(out, command)
     print(text)
     if args.write:

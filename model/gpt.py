@@ -36,9 +36,17 @@ class Rotary(nn.Module):
         self.register_buffer("sin", angles.sin(), persistent=False)
 
     def forward(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        # x: (B, heads, T, hs)
+        # x: (B, heads, T, hs), every row at positions start..start+T-1
         T = x.size(2)
-        cos, sin = self.cos[start:start + T], self.sin[start:start + T]
+        return self._turn(x, self.cos[start:start + T], self.sin[start:start + T])
+
+    def at_positions(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        # x: (B, heads, 1, hs), row b at its own position positions[b]
+        cos, sin = self.cos[positions][:, None, None, :], self.sin[positions][:, None, None, :]
+        return self._turn(x, cos, sin)
+
+    @staticmethod
+    def _turn(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         half = x.size(-1) // 2
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rotated * sin
@@ -55,14 +63,20 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = config.dropout
 
+    def _heads(self, x: torch.Tensor):
+        """(B, T, C) -> q (B, nh, T, hs), k and v (B, nkv, T, hs), from one matmul."""
+        B, T, _ = x.size()
+        q, k, v = self.c_attn(x).split(
+            [self.n_head * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], dim=2)
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
+        return q, k, v
+
     def forward(self, x: torch.Tensor, rotary: Rotary | None, cache: KVCache | None) -> torch.Tensor:
         B, T, C = x.size()
         start = cache.pos if cache is not None else 0
-        q, k, v = self.c_attn(x).split(
-            [self.n_head * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], dim=2)
-        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, nh, T, hs)
-        k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
-        v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hs)
+        q, k, v = self._heads(x)
         if rotary is not None:
             q, k = rotary(q, start), rotary(k, start)
         if cache is not None:
@@ -81,6 +95,24 @@ class CausalSelfAttention(nn.Module):
             dropout_p=self.dropout if self.training else 0.0,
             enable_gqa=self.n_kv != self.n_head)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)
+        return self.c_proj(y)
+
+    def decode(self, x: torch.Tensor, rotary: Rotary | None, caches: list[KVCache],
+               positions: torch.Tensor) -> torch.Tensor:
+        """One new position for each of B independent sequences: x (B, 1, C), row b the token
+        at position positions[b] of the sequence that caches[b] holds. The projections run
+        batched; each row writes and attends to its own cache, whose length is its own."""
+        B, _, C = x.size()
+        q, k, v = self._heads(x)  # (B, nh, 1, hs), (B, nkv, 1, hs) x 2
+        if rotary is not None:
+            q, k = rotary.at_positions(q, positions), rotary.at_positions(k, positions)
+        rows = []
+        for b, cache in enumerate(caches):
+            keys, values = cache.append(self.layer, k[b:b + 1], v[b:b + 1])  # (1, nkv, pos + 1, hs)
+            # One query may look at every cached position of its own row: no mask.
+            rows.append(F.scaled_dot_product_attention(
+                q[b:b + 1], keys, values, enable_gqa=self.n_kv != self.n_head))  # (1, nh, 1, hs)
+        y = torch.cat(rows).transpose(1, 2).reshape(B, 1, C)
         return self.c_proj(y)
 
 
@@ -115,6 +147,12 @@ class Block(nn.Module):
     def forward(self, x, rotary=None, cache=None):
         # Pre-norm residual blocks: the residual stream itself is never normalised.
         x = x + self.drop(self.attn(self.ln_1(x), rotary, cache))
+        x = x + self.drop(self.mlp(self.ln_2(x)))
+        return x
+
+    def decode(self, x, rotary, caches, positions):
+        # The same block with per-row attention (see CausalSelfAttention.decode).
+        x = x + self.drop(self.attn.decode(self.ln_1(x), rotary, caches, positions))
         x = x + self.drop(self.mlp(self.ln_2(x)))
         return x
 
@@ -218,3 +256,48 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:, :]  # (B, 1, C): inference needs only the last position's vector
         return self.lm_head(x)
+
+    def check_decode_step(self, tokens: list[int], caches: list[KVCache]) -> None:
+        """Raise ValueError, naming the bad value, unless decode_step(tokens, caches) can run."""
+        if len(tokens) != len(caches) or not tokens:
+            raise ValueError(f"decode_step needs one token per cache and at least one of each, "
+                             f"but got {len(tokens)} tokens and {len(caches)} caches")
+        if len({id(c) for c in caches}) != len(caches):
+            raise ValueError("decode_step got the same KV cache twice; each row needs its own")
+        vocab = self.config.vocab_size
+        for token, cache in zip(tokens, caches):
+            if isinstance(token, bool) or not isinstance(token, int) or not 0 <= token < vocab:
+                raise ValueError(f"decode_step tokens must be integers in [0, {vocab}), "
+                                 f"but contain {token!r}")
+            if not isinstance(cache, KVCache) or cache.batch != 1:
+                raise ValueError(f"decode_step needs single-sequence KV caches (gpt.new_cache(1)), "
+                                 f"but got {cache!r}")
+            if cache.pos + 1 > min(self.config.block_size, cache.max_len):
+                raise ValueError(f"sequence of {cache.pos + 1} positions exceeds the model's "
+                                 f"context of {self.config.block_size} (or its cache's "
+                                 f"{cache.max_len}); crop the input to its last tokens")
+
+    @torch.inference_mode()
+    def decode_step(self, tokens: list[int], caches: list[KVCache]) -> torch.Tensor:
+        """Advance B independent sequences by one token each: tokens[b] is appended to the
+        sequence caches[b] holds, each cache at its own length. Returns logits (B, V) for
+        every row's next token, the same as forward(tokens[b], cache=caches[b]) row by row.
+
+        A one-token forward is bound by streaming the weights from memory, so the matmuls
+        (projections, MLP, head) run on all rows at once, (B, 1, C): one pass over each weight
+        serves the whole batch. Positions, cache writes and attention run per row, each on its
+        own cache. Every cache advances by one.
+        """
+        self.check_decode_step(tokens, caches)
+        device = self.transformer.wte.weight.device  # (a swapped head may have no .weight)
+        idx = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]  # (B, 1)
+        positions = torch.tensor([c.pos for c in caches], dtype=torch.long, device=device)  # (B,)
+        x = self.transformer.wte(idx)  # (B, 1, C)
+        if self.rotary is None:
+            x = x + self.transformer.wpe(positions)[:, None, :]
+        x = self.transformer.drop(x)
+        for block in self.transformer.h:
+            x = block.decode(x, self.rotary, caches, positions)
+        for cache in caches:
+            cache.advance(1)
+        return self.lm_head(self.transformer.ln_f(x))[:, 0, :]  # (B, V)

@@ -2,20 +2,24 @@
 
 Prefill writes the prompt's keys and values once; each decode step appends one position.
 `truncate(n)` cuts the cache back to its first n positions: undo and rewind are a change of
-one integer, with no recompute. Buffers start small and double when full (up to max_len), so
-a server holding many short sessions does not reserve a whole context for each.
+one integer, with no recompute. Buffers start at one chunk and grow in chunks as they fill
+(up to max_len), so a server holding many sessions keeps only a little more than each one
+uses (see `_grow`).
 """
 
 from __future__ import annotations
 
 import torch
 
+GROWTH_CHUNK = 64  # positions; capacities are multiples of it (or max_len)
+GROWTH_FRACTION = 16  # a full cache grows by at least 1/16 of its size
+
 
 class KVCache:
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, max_len: int, head_dim: int,
                  dtype=torch.float32, device="cpu"):
         self.max_len = max_len
-        capacity = min(max_len, 256)
+        capacity = min(max_len, GROWTH_CHUNK)
         shape = (n_layer, batch, n_kv_head, capacity, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
@@ -29,14 +33,30 @@ class KVCache:
         end = self.pos + T
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; cannot write up to {end}")
-        if end > self.k.size(3):
+        if end > self.capacity:
             self._grow(end)
         self.k[layer, :, :, self.pos:end] = k
         self.v[layer, :, :, self.pos:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    @property
+    def batch(self) -> int:
+        return self.k.size(1)
+
+    @property
+    def capacity(self) -> int:
+        """Positions the buffers have room for (allocated, held or not)."""
+        return self.k.size(3)
+
     def _grow(self, needed: int):
-        capacity = min(self.max_len, max(needed, 2 * self.k.size(3)))
+        # Room for `needed` positions rounded up to a chunk, and at least 1/16 more than now.
+        # The spare room stays under 1/16 + one chunk (a cache that doubled could sit half
+        # empty), and copying stays amortised O(1): each growth adds max(64, size/16)
+        # positions, so a step copies at most size/64 or 16 positions on average, while
+        # attention reads all `size` of them at every step anyway (under 2% more).
+        size = self.capacity
+        capacity = max(needed, size + size // GROWTH_FRACTION)
+        capacity = min(self.max_len, -(-capacity // GROWTH_CHUNK) * GROWTH_CHUNK)
         for name in ("k", "v"):
             old = getattr(self, name)
             new = old.new_zeros(*old.shape[:3], capacity, old.size(4))

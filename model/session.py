@@ -10,13 +10,19 @@ tests drive it the same way:
     s.pick(token_id)                # append a token the user chose
     s.undo(); s.rewind(n)           # cut the KV cache back: no recompute
     for rec in s.generate(20, settings): ...
+    s.memory_bytes()                # what the session holds, for a server's memory budget
 
 Same seed + same settings + same prompt = same text: the uniform number for each position is
 a function of (seed, position) only (see sampling.draw_u).
+
+Sessions of one model may share a `batching.Batcher`: then each one-token step goes through
+it, and sessions stepping at the same moment share one forward pass (the prompt's prefill
+stays per session). Tokens and logits are the same either way.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,7 +34,13 @@ from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_u, ru
 from .tokenizer import validate_ids
 
 TOP_CANDIDATES = 10  # per stage, kept in each step's record
-KEEP_LOGITS_STEPS = 256  # older steps drop their logits; undoing that far recomputes once
+# The newest steps keep their raw logits, so that undo needs no model run: as many as fit in
+# keep_logits_bytes (a SmolLM2 step's logits are 49,152 floats, 192 KiB: 16 MiB keeps 85),
+# and never more than KEEP_LOGITS_STEPS (a small vocabulary would otherwise keep thousands).
+# Undoing past them recomputes once, with a prefill.
+KEEP_LOGITS_BYTES = 16 * 2**20
+KEEP_LOGITS_STEPS = 256
+_INT_BYTES = sys.getsizeof(2**40)  # a Python int holding a token id, counted generously
 
 
 @dataclass
@@ -64,9 +76,39 @@ def _validate_text(text, name: str = "prompt") -> str:
     return text
 
 
+def _plain_bytes(obj) -> int:
+    """sys.getsizeof of plain data and of everything inside it (dicts, lists, tuples)."""
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(_plain_bytes(k) + _plain_bytes(v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        size += sum(_plain_bytes(x) for x in obj)
+    return size
+
+
+def _storage_bytes(tensors, seen: set[int]) -> int:
+    """Bytes of the storages behind `tensors`, each storage counted once across calls."""
+    total = 0
+    for t in tensors:
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+    return total
+
+
 class DecodingSession:
-    def __init__(self, gpt, tokenizer, seed: int = 0, max_prompt_chars: int = 1_000_000):
-        self.gpt, self.tokenizer = gpt, tokenizer
+    def __init__(self, gpt, tokenizer, seed: int = 0, max_prompt_chars: int = 1_000_000,
+                 batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES):
+        if batcher is not None and batcher.gpt is not gpt:
+            raise ValueError("the batcher serves another model; give each loaded model its own "
+                             "Batcher(gpt) and pass it to that model's sessions")
+        if (isinstance(keep_logits_bytes, bool) or not isinstance(keep_logits_bytes, int)
+                or keep_logits_bytes < 0):
+            raise ValueError(f"keep_logits_bytes must be a whole number of bytes >= 0, but is "
+                             f"{keep_logits_bytes!r}")
+        self.gpt, self.tokenizer, self.batcher = gpt, tokenizer, batcher
+        self.keep_logits_bytes = keep_logits_bytes
         self.vocab_size = gpt.config.vocab_size
         self.block_size = gpt.config.block_size
         self.max_prompt_chars = max_prompt_chars
@@ -77,6 +119,11 @@ class DecodingSession:
         self.reset("")
 
     # ---- state ----
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every operation; hold it to make several of them one (re-entrant)."""
+        return self._lock
+
     @property
     def ids(self) -> list[int]:
         return self._ids
@@ -109,6 +156,9 @@ class DecodingSession:
             self._prefill()  # the context is full: slide the window
             self.notice = (f"The context is full ({self.block_size} tokens): the model now sees "
                            f"only the last {len(self._ids) - self._window}.")
+            return
+        if self.batcher is not None:
+            self.logits = self.batcher.decode(token, self._cache)  # (V,), maybe with others
             return
         idx = torch.tensor([[token]], dtype=torch.long)
         self.logits = self.gpt(idx, cache=self._cache)[0, -1].float()
@@ -149,6 +199,7 @@ class DecodingSession:
             # The window each step's logits were computed over: undo restores it, so stepping
             # again after an undo across a slide sees exactly what the first run saw.
             self._step_windows: list[int] = []
+            self._record_bytes: list[int] = []  # each record's Python objects (memory_bytes)
             self._prefill()
             self.notice = notice.strip()
             return self.notice
@@ -186,10 +237,24 @@ class DecodingSession:
             settings=settings.to_dict(), candidates=candidates, logits=self.logits)
         self.history.append(record)
         self._step_windows.append(self._window)
-        if len(self.history) > KEEP_LOGITS_STEPS:
-            self.history[-KEEP_LOGITS_STEPS - 1].logits = None
+        self._record_bytes.append(sys.getsizeof(record) + _plain_bytes(record.to_dict()))
+        self._drop_old_logits()
         self._append(token)
         return record
+
+    def _drop_old_logits(self) -> None:
+        """Keep the logits of the newest steps that fit the allowance; drop the older ones.
+        The steps that keep theirs are always the newest few (undo removes from the end), so
+        the walk stops at the first step without."""
+        kept_bytes = kept_steps = 0
+        for record in reversed(self.history):
+            if record.logits is None:
+                break
+            size = record.logits.untyped_storage().nbytes()
+            if kept_steps < KEEP_LOGITS_STEPS and kept_bytes + size <= self.keep_logits_bytes:
+                kept_bytes, kept_steps = kept_bytes + size, kept_steps + 1
+            else:
+                record.logits = None
 
     def undo(self) -> StepRecord | None:
         """Remove the last step; None if there is nothing to undo (the prompt stays)."""
@@ -203,7 +268,8 @@ class DecodingSession:
     def _back_to(self, steps: int) -> None:
         """Drop history[steps:] and restore the state from just before that step."""
         record, window = self.history[steps], self._step_windows[steps]
-        del self.history[steps:], self._step_windows[steps:], self._ids[record.position:]
+        del self.history[steps:], self._step_windows[steps:], self._record_bytes[steps:]
+        del self._ids[record.position:]
         kept = record.position - window  # positions the cache must hold
         if record.logits is not None and window == self._window and 1 <= kept <= self._cache.pos:
             self._cache.truncate(kept)  # the cache already holds ids[window:]: no recompute
@@ -226,6 +292,28 @@ class DecodingSession:
         settings = settings or SamplingSettings()
         for _ in range(n):
             yield self.step(settings)
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Bytes this session holds, by part (the model's weights are shared, not counted):
+        kv_cache (its buffers at their allocated capacity), logits (the next token's),
+        kept_logits (the history's), exact from the tensors' storages; python (token ids and
+        step records), estimated with sys.getsizeof."""
+        with self._lock:
+            seen: set[int] = set()
+            return {
+                "kv_cache": _storage_bytes([self._cache.k, self._cache.v], seen),
+                "logits": _storage_bytes([self.logits], seen),
+                "kept_logits": _storage_bytes(
+                    [r.logits for r in self.history if r.logits is not None], seen),
+                "python": (sys.getsizeof(self._ids) + sys.getsizeof(self._step_windows)
+                           + _INT_BYTES * (len(self._ids) + len(self._step_windows))
+                           + sys.getsizeof(self.history) + sum(self._record_bytes)),
+            }
+
+    def memory_bytes(self) -> int:
+        """Bytes this session holds: the sum of memory_breakdown(), for a server that keeps
+        its sessions under a memory budget."""
+        return sum(self.memory_breakdown().values())
 
     def export(self) -> dict:
         """The whole session as plain data (for a JSON download)."""

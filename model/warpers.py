@@ -77,7 +77,11 @@ def apply_top_k(logits: torch.Tensor, k: int) -> torch.Tensor:
 def apply_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
     if p >= 1.0:
         return logits
-    sorted_logits, order = torch.sort(logits, descending=False)
+    # Stable: of tokens tied exactly at the cut, the higher ids are kept. That is Hugging
+    # Face's result wherever torch's default sort is stable (up to 16 tokens); beyond that
+    # its CPU sort is not, and HF's choice among exact ties depends on the sort's internals.
+    # A fixed rule lets the page's chart (pipeline.js) repeat it.
+    sorted_logits, order = torch.sort(logits, descending=False, stable=True)
     cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
     # Remove the low tail whose mass stays within 1 - p; the token that crosses p is kept.
     remove_sorted = cumulative <= (1 - p)
@@ -101,7 +105,8 @@ def apply_typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
     log_probs = torch.log_softmax(logits, dim=-1)
     entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
     surprise_gap = torch.abs(-log_probs - entropy)  # how far each token's surprise is from H
-    sorted_gap, order = torch.sort(surprise_gap, descending=False)
+    # Stable: among tokens equally far from the entropy the lower id comes first (is kept).
+    sorted_gap, order = torch.sort(surprise_gap, descending=False, stable=True)
     cumulative = logits.gather(-1, order).softmax(dim=-1).cumsum(dim=-1)
     last = min(int((cumulative < mass).sum()), sorted_gap.size(-1) - 1)
     remove_sorted = sorted_gap > sorted_gap[last]

@@ -91,3 +91,17 @@ def make_tiny_checkpoint(directory: Path, chat: bool = False, block_size: int = 
         gpt.transformer.wte.weight.mul_(10)
     metrics = [{"step": 10 * i, "train_loss": 6 * 0.9 ** i, "val_loss": 6.2 * 0.92 ** i} for i in range(20)]
     return save_checkpoint(directory, gpt, cfg, enc, metrics=metrics)
+
+
+def require_smollm2_file():
+    """The real SmolLM2 GGUF's path. CI fetches it before the tests (.ci/run); a test that
+    needs it fails, never skips, where it is missing."""
+    import pytest
+
+    from model import smollm2
+
+    path = smollm2.gguf_path()
+    if not path.is_file():
+        pytest.fail(f"{path} is missing; `python -c \"from model import load_model; "
+                    "load_model('smollm2')\"` fetches it (98 MB) once", pytrace=False)
+    return path

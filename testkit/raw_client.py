@@ -21,6 +21,7 @@ class Reply:
     ok: bool
     data: object = None  # the endpoint's JSON result (for /reset: its second output)
     error: str | None = None
+    outputs: list | None = None  # every output of the event, in order
 
 
 class RawSession:
@@ -35,23 +36,29 @@ class RawSession:
         config = config or self.http.get(f"{self.url}/config").json()
         self.deps = {d["api_name"]: d for d in config["dependencies"] if d.get("api_name")}
         self.state_ids = {c["id"] for c in config["components"] if c.get("type") == "state"}
-        self._beat = None
-        if heartbeat:  # as a browser tab does: the server frees the session when it closes
-            self._beat = httpx.Client(timeout=httpx.Timeout(10, read=None))
-            threading.Thread(target=self._heartbeat, daemon=True).start()
+        # As a browser tab does, a heartbeat tells the server the session is alive; when it
+        # closes, the server frees the session. It starts after the first call, on the same
+        # client: the same cookies, so behind a proxy that keeps a client on one worker by
+        # cookie it reaches the worker that holds the session (started before any cookie is
+        # set, it could be sent to another worker than the first call).
+        self._heartbeat_wanted = heartbeat
+        self._beat: threading.Thread | None = None
+
+    def _start_heartbeat(self):
+        self._beat = threading.Thread(target=self._heartbeat, daemon=True)
+        self._beat.start()
 
     def _heartbeat(self):
         try:
-            with self._beat.stream("GET", f"{self.url}/gradio_api/heartbeat/{self.session_hash}") as r:
-                for _ in r.iter_lines():
+            with self.http.stream("GET", f"{self.url}/gradio_api/heartbeat/{self.session_hash}",
+                                  timeout=httpx.Timeout(10, read=None)) as r:
+                for _ in r.iter_bytes():
                     pass
-        except (httpx.HTTPError, RuntimeError):
-            pass  # closed by close(), or the server went away
+        except Exception:  # closed by close(), or the server went away: either ends the beat
+            pass
 
     def close(self):
-        self.http.close()
-        if self._beat is not None:
-            self._beat.close()
+        self.http.close()  # also ends the heartbeat's stream
 
     def call(self, api_name: str, *args) -> Reply:
         dep = self.deps[api_name]
@@ -60,14 +67,17 @@ class RawSession:
         data = [None if i in self.state_ids else next(values, None) for i in dep["inputs"]]
         return self.join(dep["id"], data)
 
-    def join(self, fn_index: int, data: list) -> Reply:
+    def join(self, fn_index: int, data: list, event_data=None) -> Reply:
+        """event_data: what a page's custom event carries (its trigger's data)."""
         body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": self.session_hash,
-                           "event_data": None, "trigger_id": None})
+                           "event_data": event_data, "trigger_id": None})
         r = self.http.post(f"{self.url}/gradio_api/queue/join", content=body,
                            headers={"content-type": "application/json"})
         if r.status_code != 200:
             return Reply(False, error=f"HTTP {r.status_code}: {r.text[:500]}")
         event = r.json()["event_id"]
+        if self._heartbeat_wanted and self._beat is None:
+            self._start_heartbeat()
         with self.http.stream("GET", f"{self.url}/gradio_api/queue/data",
                               params={"session_hash": self.session_hash}) as stream:
             for line in sse_lines(stream):
@@ -80,7 +90,7 @@ class RawSession:
                     out = msg.get("output") or {}
                     if not msg.get("success"):
                         return Reply(False, error=out.get("error"))
-                    return Reply(True, data=(out.get("data") or [None])[-1])
+                    return Reply(True, data=(out.get("data") or [None])[-1], outputs=out.get("data"))
                 if msg.get("msg") == "unexpected_error":
                     return Reply(False, error=msg.get("message"))
         return Reply(False, error=None)  # the stream ended without completing this event

@@ -5,6 +5,7 @@ gradio imports)."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -71,3 +72,29 @@ def wait_ready(url: str, proc: subprocess.Popen | None = None, timeout: float = 
 def rss_mb(pid: int) -> float:
     import psutil
     return psutil.Process(pid).memory_info().rss / 2**20
+
+
+# ---- several workers behind nginx (deploy/cluster.py) ----
+
+WORKER_LINE = re.compile(r"^worker (\d+): pid (\d+), http://127\.0\.0\.1:(\d+)/", re.MULTILINE)
+
+
+def start_cluster(port: int, workers: int, app_args: list[str], run_dir: Path,
+                  log_path: Path, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Popen:
+    """`python -m deploy.cluster --workers N --port PORT --run-dir DIR -- APP_ARGS` as its
+    own process, as a teacher starts it: N app.py workers behind nginx on PORT. Its output
+    (one line per worker, then the URL) goes to log_path; `env` adds to the environment its
+    processes inherit (e.g. TMPDIR, to keep their temporary files in a test's directory)."""
+    log = open(log_path, "w")
+    cmd = [sys.executable, "-m", "deploy.cluster", "--workers", str(workers), "--port", str(port),
+           "--run-dir", str(run_dir), "--", *app_args]
+    return subprocess.Popen(cmd, cwd=cwd, env=os.environ | ENV | (env or {}), stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def cluster_workers(log_path: Path) -> list[tuple[int, int]]:
+    """(pid, port) of each local worker of a cluster, in upstream order (w0, w1, ...), read
+    from the lines it prints once the worker answers."""
+    found = sorted((int(i), int(pid), int(port))
+                   for i, pid, port in WORKER_LINE.findall(Path(log_path).read_text()))
+    return [(pid, port) for _, pid, port in found]

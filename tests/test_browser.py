@@ -1,286 +1,255 @@
-"""The playground in a real browser: Debian's headless Chromium driven by Playwright.
+"""The playground in a real browser: Debian's Chromium, driven by Playwright with the gestures a
+person uses (mouse clicks where things are drawn, the keyboard), against an app running in
+this process on a tiny random checkpoint.
 
-The app runs in this process on a free port with a tiny random checkpoint. Checked: the page
-loads and draws the chart, every slider reshapes it without the server, the browser's
-pipeline equals model/sampling.py's on many random settings, Step / clicking a bar / Undo /
-Generate / inspecting a past token work, and the page never requests anything outside
-127.0.0.1. One test saves docs/screenshot.png for the README.
+Checked: the page loads and draws the chart; every control reshapes it without the server; the
+page's pipeline equals model/sampling.py's on many random settings; Step, picking a bar, Undo
+and Generate; a past token's distribution and Rewind; presets, shared links and compare; the
+keyboard alone; and the page never requests anything outside 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import random
-import socket
-import sys
-import time
-from pathlib import Path
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import pytest
 import torch
+from playwright import sync_api
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ROOT = Path(__file__).resolve().parents[1]
-
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-import app  # noqa: E402
-from model.sampling import SamplingSettings, entropy_bits, pick_token, run_pipeline  # noqa: E402
-from test_app import make_tiny_checkpoint  # noqa: E402
-
-CHART = "#chart .dp-main"
-META = f"() => document.querySelector('{CHART}').layout.meta"
-BARS = f"() => {{ const d = document.querySelector('{CHART}').data; return [d[0].x, d[0].y, d[1].y]; }}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(model_paths) -> tuple:
-    demo = app.build_demo(model_paths)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False,
-                quiet=True)
-    deadline = time.monotonic() + 90  # startup can be slow on a busy 2-core machine
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        demo.close()
-        pytest.fail(f"the app did not open port {port} within 90 s")
-    return demo, f"http://127.0.0.1:{port}/"
+import app
+from model.sampling import SETTINGS, SamplingSettings, entropy_bits, pick_token, run_pipeline
+from testkit import browser as B
+from testkit.models import make_tiny_checkpoint
+from testkit.page import Tab
+from testkit.server import launch
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    demo, url = launch([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
-    yield url
+    demo = app.build_demo([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
+    yield launch(demo)
     demo.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        b = B.launch(p)
         yield b
         b.close()
 
 
-class Page:
-    """A fresh tab (so a fresh server session) that records every request it makes."""
-
-    def __init__(self, browser, url):
-        self.requests, self.errors = [], []
-        self.page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        self.page.on("request", lambda r: self.requests.append(r.url))
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(url)
-        self.wait(f"() => {{ const d = document.querySelector('{CHART}'); return d && d.layout && d.layout.meta; }}")
-        # The first load also sets every control; let Gradio finish applying those values
-        # before a test moves one (a person does not drag within milliseconds of arriving).
-        self.page.wait_for_timeout(500)
-
-    def wait(self, js, timeout=30_000, arg=None):
-        self.page.wait_for_function(js, arg=arg, timeout=timeout)
-
-    def meta(self):
-        return self.page.evaluate(META)
-
-    def bars(self):
-        return self.page.evaluate(BARS)
-
-    def wait_step(self, n):
-        self.wait(f"n => {{ const m = document.querySelector('{CHART}').layout.meta; "
-                  "return m.step === n && m.mode === 'live'; }", arg=n)
-
-    def slide(self, elem_id, fraction):
-        """Click the slider's track at `fraction` of its width, as a person would."""
-        track = self.page.locator(f"#{elem_id} input[type=range]")
-        box = track.bounding_box()
-        track.click(position={"x": box["width"] * fraction, "y": box["height"] / 2})
-
-    def set_slider(self, elem_id, value):
-        """Set an exact value the way a drag does: the input element's value + input events."""
-        self.page.evaluate("""([id, v]) => {
-            const el = document.querySelector('#' + id + ' input[type=range]');
-            Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value').set.call(el, String(v));
-            el.dispatchEvent(new Event('input', {bubbles: true}));
-            el.dispatchEvent(new Event('change', {bubbles: true}));
-        }""", [elem_id, value])
-
-
 @pytest.fixture
 def tab(browser, server):
-    t = Page(browser, server + "?prompt=To%20be%2C%20or%20not%20to%20be")
+    t = Tab(browser, server)
     yield t
     outside = [u for u in t.requests if not u.startswith("http://127.0.0.1:")]
-    t.page.close()
+    t.close()
     assert not outside, f"the page requested addresses outside 127.0.0.1: {outside[:5]}"
     assert not t.errors, f"JavaScript errors on the page: {t.errors[:3]}"
 
 
 def test_page_loads_with_every_control_and_the_chart(tab):
-    for elem_id in ("prompt", "temperature", "top-k", "top-p", "min-p", "seed", "step", "generate",
-                    "undo", "reset", "chart", "output"):
-        assert tab.page.locator(f"#{elem_id}").count() == 1, elem_id
-    labels, final, raw = tab.bars()
-    assert len(labels) == 26 and labels[-1].startswith("rest (")
+    for name in SETTINGS:
+        assert tab.page.locator(f"#{name.replace('_', '-')}").count() == 1, name
+    for sel in (".dp-prompt", ".dp-step", ".dp-generate", ".dp-stop", ".dp-undo", ".dp-reset",
+                ".dp-main", ".dp-text", "#dp-seed", ".dp-model"):
+        assert tab.page.locator(sel).count() == 1, sel
+    data = tab.page.evaluate("() => { const d = document.querySelector('.dp-main').data; return [d[0].x, d[0].y, d[1].y]; }")
+    labels, final, raw = data
+    assert labels[-1].startswith("rest (")
     assert math.isclose(sum(final), 1.0, rel_tol=1e-9) and math.isclose(sum(raw), 1.0, rel_tol=1e-9)
     meta = tab.meta()
     assert meta["step"] == 0 and meta["settings"]["temperature"] == 1
-    assert "To be, or not to be" in tab.page.inner_text("#output")
-    assert tab.page.inner_text("#prompt-tokens").count("␣") >= 4  # spaces shown as ␣
+    assert "⟨start of text⟩" in tab.text()
+    # every bar, the rest included, has a hit area the height of its column
+    hits = tab.page.locator(".dp-hits .dp-hit")
+    assert hits.count() == len(labels)
+    plot = tab.box(".dp-main")
+    assert all(hits.nth(i).bounding_box()["height"] > 0.6 * plot["height"] for i in range(hits.count()))
 
 
-def test_each_slider_reshapes_the_chart_without_the_server(tab):
-    posts = len([u for u in tab.requests if "/queue/join" in u])
-    for elem_id, name, fraction in [("temperature", "temperature", 0.2), ("top-k", "top_k", 0.1),
-                                    ("top-p", "top_p", 0.4), ("min-p", "min_p", 0.3),
-                                    ("typical-p", "typical_p", 0.3),
-                                    ("repetition-penalty", "repetition_penalty", 0.9)]:
-        before = tab.bars()
-        tab.slide(elem_id, fraction)
-        tab.wait(f"() => document.querySelector('{CHART}').layout.meta.settings.{name} !== "
-                 f"{app.DEFAULTS[name]}")
-        assert tab.bars() != before, f"moving {elem_id} did not change the bars"
-        tab.page.click(f"#{elem_id} .reset-button")  # back to the default before the next one
-        tab.wait(f"() => document.querySelector('{CHART}').layout.meta.settings.{name} === "
-                 f"{app.DEFAULTS[name]}")
-    assert len([u for u in tab.requests if "/queue/join" in u]) == posts  # no server round trip
+def test_each_control_reshapes_the_chart_without_the_server(tab):
+    tab.type_into(".dp-prompt", "To be, or not to be")
+    tab.ready()
+    tab.wait("() => document.querySelector('.dp-main').layout.meta.position > 3")
+    joins = len([u for u in tab.requests if "/queue/join" in u])
+    for name in ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty"):
+        elem = name.replace("_", "-")
+        before = tab.page.evaluate("() => document.querySelector('.dp-main').data[0].y")
+        track = tab.page.locator(f"#{elem} input[type=range]")
+        box = track.bounding_box()
+        tab.page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
+        tab.wait(f"() => document.querySelector('.dp-main').layout.meta.settings.{name} !== "
+                 f"{SETTINGS[name].default}")
+        after = tab.page.evaluate("() => document.querySelector('.dp-main').data[0].y")
+        assert after != before, f"moving {name} did not change the bars"
+        tab.click(f"#{elem} .dp-ctl-reset")  # back to the default before the next one
+        tab.wait(f"() => document.querySelector('.dp-main').layout.meta.settings.{name} === "
+                 f"{SETTINGS[name].default}")
+    assert len([u for u in tab.requests if "/queue/join" in u]) == joins  # no server round trip
 
 
 def random_settings(rng: random.Random) -> dict:
-    pick = lambda *options: rng.choice(options)  # noqa: E731
+    pick = rng.choice
     return {
-        "temperature": pick(0.0, 1.0, rng.uniform(0.05, 2.0), rng.uniform(0.05, 2.0)),
-        "top_k": pick(0, 0, 1, rng.randint(1, 60)),
-        "top_p": pick(1.0, rng.random(), rng.random(), 0.0),
-        "min_p": pick(0.0, 0.0, rng.random() * 0.5),
-        "typical_p": pick(1.0, 1.0, rng.random()),
-        "repetition_penalty": pick(1.0, rng.uniform(0.5, 2.0)),
-        "presence_penalty": pick(0.0, 0.0, rng.uniform(-2, 2)),
-        "frequency_penalty": pick(0.0, 0.0, rng.uniform(-2, 2)),
-        "no_repeat_ngram_size": pick(0, 0, 0, 2, 3),
+        "temperature": pick([0.0, 1.0, rng.uniform(0.05, 2.0), rng.uniform(0.05, 2.0)]),
+        "top_k": pick([0, 0, 1, rng.randint(1, 60)]),
+        "top_p": pick([1.0, rng.random(), rng.random(), 0.0]),
+        "min_p": pick([0.0, 0.0, rng.random() * 0.5]),
+        "typical_p": pick([1.0, 1.0, rng.random()]),
+        "repetition_penalty": pick([1.0, rng.uniform(0.5, 2.0)]),
+        "presence_penalty": pick([0.0, 0.0, rng.uniform(-2, 2)]),
+        "frequency_penalty": pick([0.0, 0.0, rng.uniform(-2, 2)]),
+        "no_repeat_ngram_size": pick([0, 0, 0, 2, 3]),
         "temperature_last": rng.random() < 0.5,
     }
 
 
 def test_browser_pipeline_equals_run_pipeline(tab):
+    tab.type_into(".dp-prompt", "To be, or not to be, to be")
+    tab.ready()
+    tab.wait("() => document.querySelector('.dp-main').layout.meta.position > 5")
     rng = random.Random(1234)
-    settings = [random_settings(rng) for _ in range(200)]
-    current = tab.page.evaluate("() => DP.current()")
-    results = tab.page.evaluate("list => DP.transformMany(list)", settings)
-    logits = torch.tensor(current["logits"], dtype=torch.float64)
-    for s, got in zip(settings, results):
-        pipe = run_pipeline(logits, SamplingSettings.from_dict(s), current["context"])
-        want = pipe.probs
-        probs = torch.tensor(got["probs"], dtype=torch.float64)
-        assert torch.equal(want > 0, probs > 0), f"kept sets differ for {s}"
-        assert torch.allclose(probs, want, rtol=1e-9, atol=1e-15), f"probabilities differ for {s}"
-        expected = int(torch.argmax(want)) if s["temperature"] == 0 else pick_token(want, current["u"])
-        assert got["pick"] == expected, f"the draw lands elsewhere for {s}"
-        assert math.isclose(got["entropy"], entropy_bits(want), rel_tol=1e-9, abs_tol=1e-12)
+    cases = [random_settings(rng) for _ in range(200)]
+    got = tab.page.evaluate("""list => { const P = DP.state.live; return { logits: Array.from(P.raw),
+        context: P.context, u: P.u, results: list.map((s) => { const R = DPPipeline.transform(P, s);
+        const d = R.nKept ? DPPipeline.pick(R, P.u) : null;
+        return { probs: Array.from(R.probs), pick: d ? d.token : null, entropy: R.entropy }; }) }; }""", cases)
+    logits = torch.tensor(got["logits"], dtype=torch.float64)
+    for s, r in zip(cases, got["results"]):
+        pipe = run_pipeline(logits, SamplingSettings.from_dict(s), got["context"])
+        probs = torch.tensor(r["probs"], dtype=torch.float64)
+        assert torch.equal(pipe.probs > 0, probs > 0), f"kept sets differ for {s}"
+        assert torch.allclose(probs, pipe.probs, rtol=1e-9, atol=1e-15), f"probabilities differ for {s}"
+        expected = int(torch.argmax(pipe.probs)) if s["temperature"] == 0 else pick_token(pipe.probs, got["u"])
+        assert r["pick"] == expected, f"the draw lands elsewhere for {s}"
+        assert math.isclose(r["entropy"], entropy_bits(pipe.probs), rel_tol=1e-9, abs_tol=1e-12)
 
 
-def test_step_pick_undo_and_generate(tab):
-    tab.set_slider("temperature", 0.8)
-    tab.set_slider("top-k", 30)
+def test_step_pick_undo_and_generate_with_the_mouse(tab):
+    tab.set_number("temperature", "0.8")
+    tab.set_number("top-k", "30")
     predicted = tab.meta()["next_token"]["id"]
-    tab.page.click("#step")
-    tab.wait_step(1)
-    text = tab.page.inner_text("#output")
-    record_label = tab.page.evaluate("() => JSON.parse(document.querySelector('#output .dp-tok').dataset.info)")
-    assert record_label["token"] == predicted  # the chart's u landed where Step picked
+    tab.click(".dp-step")
+    tab.wait_steps(1)
+    info = tab.page.evaluate("() => DP.state.live.context.slice(-1)[0]")
+    assert info == predicted  # the chart's u landed where Step picked
+    text = tab.text()
 
-    meta = tab.meta()
-    bar_id = meta["ids"][3]
-    tab.page.locator(f"{CHART} .bars .point").nth(3).click(force=True)  # trace 0 (final) comes first
-    tab.wait_step(2)
-    info = tab.page.evaluate("() => JSON.parse([...document.querySelectorAll('#output .dp-tok')].pop().dataset.info)")
-    assert info["token"] == bar_id and info["how"] == "picked"
+    bar_id = tab.meta()["ids"][3]
+    tab.click_bar(3)
+    tab.wait_steps(2)
+    assert tab.page.evaluate("() => DP.state.live.context.slice(-1)[0]") == bar_id
+    assert "dp-picked" in tab.page.locator(".dp-text .dp-tok").nth(1).get_attribute("class")
 
-    tab.page.click("#undo")
-    tab.wait_step(1)
-    assert tab.page.inner_text("#output") == text
+    tab.click(".dp-undo")
+    tab.wait_steps(1)
+    assert tab.text() == text
 
-    tab.page.fill("#n-tokens input", "5")
-    tab.page.click("#generate")
-    tab.wait("() => { const m = document.querySelector('#chart .dp-main').layout.meta; return m.step >= 6 "
-             "|| document.querySelector('#output .dp-eot'); }")
-    assert len(tab.page.locator("#output .dp-tok").all()) >= 2
+    n = tab.page.locator(".dp-n")
+    n.click()
+    tab.page.keyboard.press("Control+A")
+    tab.page.keyboard.type("5")
+    tab.page.keyboard.press("Enter")
+    tab.click(".dp-generate")
+    tab.wait("() => { const m = document.querySelector('.dp-main').layout.meta; return (m.steps >= 6 || "
+             "document.querySelector('.dp-text .dp-eot')) && !document.querySelector('.dp-app.dp-generating'); }")
+    assert tab.token_count() >= 2 and tab.meta()["steps"] == tab.token_count()
 
 
-def test_clicking_a_past_token_shows_its_distribution_and_rewinds(tab):
+def test_a_past_token_shows_its_distribution_and_rewinds(tab):
     for n in (1, 2, 3):
-        tab.page.click("#step")
-        tab.wait_step(n)
-    tab.page.hover("#output .dp-tok >> nth=0")
+        tab.click(".dp-step")
+        tab.wait_steps(n)
+    tab.page.hover(".dp-text .dp-tok >> nth=0")
     tab.wait("() => document.querySelector('.dp-tip') && document.querySelector('.dp-tip').style.display === 'block'")
-    assert "alternatives" in tab.page.inner_text(".dp-tip")
-    tab.page.click("#output .dp-tok >> nth=1")
-    tab.wait(f"() => document.querySelector('{CHART}').layout.meta.mode === 'inspect'")
-    assert "was drawn from this distribution" in tab.page.inner_text("#chart .dp-banner")
-    tab.page.click("#chart .dp-rewind")
-    tab.wait_step(1)
-    assert len(tab.page.locator("#output .dp-tok").all()) == 1
+    assert "model's top tokens" in tab.page.inner_text(".dp-tip")
+    tab.click(".dp-text .dp-tok >> nth=1")
+    tab.wait("() => document.querySelector('.dp-main').layout.meta.mode === 'inspect'")
+    assert "was drawn from this distribution" in tab.page.inner_text(".dp-banner")
+    tab.click(".dp-banner .dp-rewind")
+    tab.wait_steps(1)
+    assert tab.token_count() == 1
 
 
-def test_presets_and_shared_links_set_the_sliders(browser, server):
-    t = Page(browser, server + "?prompt=To%20be&temperature=0.5&top_p=0.8&seed=4")
+def test_presets_and_shared_links_set_the_controls(browser, server):
+    t = Tab(browser, server, query="?prompt=To%20be&temperature=0.5&top_p=0.8&seed=4&top_k=900")
     try:
         meta = t.meta()
         assert meta["settings"]["temperature"] == 0.5 and meta["settings"]["top_p"] == 0.8
-        t.page.click("#preset-greedy")
-        t.wait(f"() => document.querySelector('{CHART}').layout.meta.settings.temperature === 0")
+        assert meta["settings"]["top_k"] == 200  # clamped to the control's range, and said so
+        assert "top_k" in t.page.inner_text(".dp-toasts") and "maximum 200" in t.page.inner_text(".dp-toasts")
+        assert t.page.locator("#dp-seed").input_value() == "4"
+        t.click("#preset-greedy")
+        t.wait("() => document.querySelector('.dp-main').layout.meta.settings.temperature === 0")
         assert t.meta()["kept"] == 1
-        t.wait("() => location.search.includes('temperature=0')")  # the URL follows the sliders
+        assert t.page.locator("#temperature input[type=number]").input_value() == "0"
+        t.wait("() => location.search.includes('temperature=0')")  # the URL follows the controls
     finally:
-        t.page.close()
+        t.close()
 
 
-def test_compare_draws_a_second_chart_on_the_same_logits_and_u(tab):
-    tab.set_slider("temperature", 1.3)
-    tab.page.check("#chart .dp-compare-on")  # compared with the Greedy preset by default
-    plots = "#chart .js-plotly-plot"
+def test_compare_draws_a_second_chart_with_every_label(tab):
+    tab.set_number("temperature", "1.3")
+    tab.page.locator(".dp-compare-on").check()
+    plots = ".dp-chart .js-plotly-plot"
     tab.wait(f"() => document.querySelectorAll('{plots}').length === 2")
     main, other = tab.page.evaluate(f"() => [...document.querySelectorAll('{plots}')].map(d => d.layout.meta)")
     assert main["settings"]["temperature"] == 1.3 and other["settings"]["temperature"] == 0
     assert other["kept"] == 1 and main["step"] == other["step"]
-    assert "T = 0 (greedy)" in tab.page.inner_text("#chart .dp-compare-stats")
+    assert "T = 0 (greedy)" in tab.page.inner_text(".dp-compare-stats")
+    for i in range(2):  # every bar keeps its label, none skipped
+        shown, ticks = tab.page.evaluate(f"""i => {{ const d = document.querySelectorAll('{plots}')[i];
+            return [d.data[0].x.length, d.querySelectorAll('.xtick text').length]; }}""", i)
+        assert ticks == shown
 
 
-def test_screenshot_for_the_readme(browser, tmp_path):
-    """docs/screenshot.png: the trained Shakespeare model when it is there, else a tiny one."""
-    real = ROOT / "checkpoints" / "shakespeare"
-    model = str(real) if (real / "config.json").is_file() else str(make_tiny_checkpoint(tmp_path / "m"))
-    demo, url = launch([model])
-    try:
-        t = Page(browser, url + "?prompt=ROMEO%3A%0AO%20gentle&temperature=0.9&top_p=0.9&seed=7")
-        t.page.set_viewport_size({"width": 1360, "height": 1000})
-        for n in range(1, 9):
-            t.page.click("#step")
-            t.wait_step(n)
-        t.page.hover("#output .dp-tok >> nth=2")
-        time.sleep(0.3)
-        out = ROOT / "docs" / "screenshot.png"
-        out.parent.mkdir(exist_ok=True)
-        t.page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": 1360, "height": 1000})
-        assert out.stat().st_size > 20_000
-        t.page.close()
-    finally:
-        demo.close()
+def test_the_keyboard_alone_steps_undoes_picks_generates_and_stops(tab):
+    page = tab.page
+    page.locator(".dp-prompt").focus()
+    for presses in range(1, 6):  # Step is a few Tab presses after the prompt
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.classList.contains('dp-step')"):
+            break
+    else:
+        pytest.fail("Step is more than 5 Tab presses after the prompt")
+    page.keyboard.press("Enter")
+    tab.wait_steps(1)
+    page.keyboard.press("s")
+    tab.wait_steps(2)
+    page.keyboard.press("ArrowRight")
+    tab.wait_steps(3)
+    page.keyboard.press("u")
+    tab.wait_steps(2)
+    page.keyboard.press("ArrowLeft")
+    tab.wait_steps(1)
+    third = tab.meta()["ids"][2]
+    page.keyboard.press("3")  # pick the third bar
+    tab.wait_steps(2)
+    assert page.evaluate("() => DP.state.live.context.slice(-1)[0]") == third
+    # Tab onto a bar, move along the bars with the arrows, Enter picks it.
+    page.locator(".dp-hits .dp-hit").first.focus()
+    page.keyboard.press("ArrowRight")
+    second = tab.meta()["ids"][1]
+    assert page.evaluate("() => document.activeElement.dataset.index") == "1"
+    page.keyboard.press("Enter")
+    tab.wait_steps(3)
+    assert page.evaluate("() => DP.state.live.context.slice(-1)[0]") == second
+    # Tab onto a token in the text: Enter shows its distribution.
+    page.locator(".dp-text .dp-tok").first.focus()
+    assert page.locator(".dp-tip").is_visible()
+    page.keyboard.press("Enter")
+    tab.wait("() => document.querySelector('.dp-main').layout.meta.mode === 'inspect'")
+    page.locator(".dp-banner .dp-back").focus()
+    page.keyboard.press("Enter")
+    tab.wait("() => document.querySelector('.dp-main').layout.meta.mode === 'live'")
+    # G generates, Esc stops.
+    page.locator("body").click(position={"x": 2, "y": 2})
+    page.keyboard.press("g")
+    tab.wait("() => document.querySelector('.dp-app.dp-generating') || document.querySelector('.dp-main').layout.meta.steps > 3")
+    page.keyboard.press("Escape")
+    tab.ready()
+    assert tab.meta()["steps"] == tab.token_count()
+    assert "S or → Step" in page.inner_text(".dp-keys")  # the shortcuts are listed on the page

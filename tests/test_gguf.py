@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from testkit.models import CORPUS_LINES
+from testkit.models import CORPUS_LINES, require_smollm2_file
 import model.gguf as model_gguf
 from model import downloads, smollm2
 from model.chat import apply_chat_template, has_chat_template
@@ -364,15 +364,11 @@ def test_smollm2_fetch_extract_convert_then_reuse(tmp_path, cache, vocab, monkey
     assert len(list((cache / model_gguf.CONVERTED).iterdir())) == 1
 
 
-# ---- the real file, when it is cached ----
+# ---- the real file (CI fetches it first) ----
 
 @pytest.fixture(scope="module")
 def real_gguf():
-    path = smollm2.gguf_path()
-    if not path.is_file():
-        pytest.skip(f"{path} is not cached; `python -c \"from model import load_model; "
-                    "load_model('smollm2')\"` fetches it (98 MB) once")
-    return path
+    return require_smollm2_file()
 
 
 def test_real_smollm2_equals_transformers(real_gguf):

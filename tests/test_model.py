@@ -323,3 +323,24 @@ def test_generate_rejects_an_empty_or_one_dimensional_idx():
     for idx in (torch.zeros(1, 0, dtype=torch.long), torch.tensor([1, 2])):
         with pytest.raises(ValueError, match="idx must be"):
             generate(gpt, idx, 3)
+
+
+def test_kv_cache_grows_in_small_chunks_and_copies_each_position_a_bounded_number_of_times():
+    """Appending one position at a time up to 8,192: the spare room never exceeds 1/16 of the
+    positions held plus one 64-position chunk (a doubling cache could sit half empty), and the
+    copies on growth add up to under 20 copies per position (amortised O(1))."""
+    cache = KVCache(n_layer=1, batch=1, n_kv_head=1, max_len=8192, head_dim=1)
+    one = torch.zeros(1, 1, 1, 1)
+    copied, capacity = 0, cache.capacity
+    for n in range(1, 8193):
+        cache.append(0, one, one)
+        cache.advance(1)
+        if cache.capacity != capacity:
+            copied += n - 1  # a growth copies every position held before this one
+            capacity = cache.capacity
+        assert n <= capacity <= n + n // 16 + 64, (n, capacity)
+    assert capacity == 8192
+    assert copied < 20 * 8192, copied
+    prefill = KVCache(n_layer=1, batch=1, n_kv_head=1, max_len=8192, head_dim=1)
+    prefill.append(0, torch.zeros(1, 1, 1142, 1), torch.zeros(1, 1, 1142, 1))
+    assert prefill.capacity == 1152  # a prefill takes what it needs, to the next chunk

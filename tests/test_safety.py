@@ -4,19 +4,13 @@ queue size) that answer with a clear message when hit."""
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import subprocess
 import sys
 import threading
 import time
 import types
-from pathlib import Path
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import gradio as gr
 import httpx
@@ -25,22 +19,14 @@ import pytest
 
 import app
 from model.loading import load_model
-from test_app import make_tiny_checkpoint
-from test_hostile import RawSession
+from testkit.models import make_tiny_checkpoint
+from testkit.raw_client import RawSession
+from testkit.server import ROOT, free_port, launch
+from ui import server
+from ui.actions import Actions, Limits
+from ui.api import API
+from ui.handlers import PageHandlers
 from ui.state import ModelRegistry
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(demo) -> str:
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
-                ssr_mode=False, quiet=True)
-    return f"http://127.0.0.1:{port}/"
 
 
 # ---- where the server listens ----
@@ -60,8 +46,8 @@ def test_the_server_keeps_a_bounded_number_of_sessions_dropping_the_least_recent
     launched = {}
     monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.update(kw))
     app.main(["--model", str(tiny_checkpoint), "--port", "7999"])
-    assert launched["state_session_capacity"] == app.MAX_SESSIONS
-    assert 50 * 5 <= app.MAX_SESSIONS <= 2000  # room for a full workshop, bounded memory
+    assert launched["state_session_capacity"] == server.MAX_SESSIONS
+    assert 50 * 5 <= server.MAX_SESSIONS <= 2000  # room for a full workshop, bounded memory
 
     from gradio.state_holder import StateHolder
     holder = StateHolder()
@@ -132,16 +118,17 @@ def test_the_api_cannot_load_a_path_that_is_not_on_the_command_line(menu):
 
 
 def test_the_model_menu_cannot_be_fed_an_arbitrary_path(menu):
-    """The dropdown's own event (private: the page calls it by number) with a path that is not
-    one of its choices: refused before any handler runs, and nothing is opened."""
+    """The page's own model event (private: the page calls it by number) with a path that is
+    not on the menu: the visitor is told so, the tab keeps its model, and nothing is opened."""
     raw = RawSession(menu.url)
     try:
         config = httpx.get(menu.url + "config").json()
-        dropdown = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "model")
-        event = next(d for d in config["dependencies"] if [dropdown, "input"] in d["targets"])
-        for path in (menu.other, "/etc", "smollm2"):
-            reply = raw.join(event["id"], [None, path, "To be", 0, False])
-            assert not reply.ok and "not in the list of choices" in reply.error, reply
+        event = next(d for d in config["dependencies"] if d.get("api_name") == "page_model")
+        for i, path in enumerate((menu.other, "/etc", "smollm2", "../" * 8 + "etc/passwd")):
+            reply = raw.join(event["id"], [None], {"id": i + 1, "name": path, "prompt": "To be"})
+            assert reply.ok, reply
+            payload = json.loads(reply.outputs[1])  # the playground's payload
+            assert "is not served here; choose one of" in payload["notice"]["text"], payload
     finally:
         raw.close()
     assert set(menu.opened) <= {menu.served}
@@ -149,9 +136,10 @@ def test_the_model_menu_cannot_be_fed_an_arbitrary_path(menu):
 
 def test_a_shared_link_naming_another_model_falls_back_to_the_default(menu):
     registry = ModelRegistry([menu.served], loader=lambda p: (menu.opened.append(p), load_model(p))[1])
-    request = types.SimpleNamespace(query_params={"model": menu.other})
-    outputs = list(app.on_load(registry, request))[-1]
-    assert outputs[1] == menu.served and "is not served here" in outputs[-2]
+    evt = gr.EventData(None, {"id": 1, "model": menu.other, "prompt": "To be"})
+    user, payload, _ = list(PageHandlers(Actions(registry)).start(None, evt, None))[-1]
+    payload = json.loads(payload)
+    assert user.model == menu.served and "is not served here" in payload["notice"]["text"]
     assert menu.other not in menu.opened
 
 
@@ -175,30 +163,34 @@ def registry(tmp_path_factory):
 
 
 def test_a_prompt_over_the_limit_keeps_its_end_and_says_so(registry):
-    prompt = "x" * (app.MAX_PROMPT_CHARS + 10) + "END"
-    _, info = app.api_reset(registry, None, prompt, 0, "", False)
-    assert info["text"].endswith("END") and len(info["text"]) <= app.MAX_PROMPT_CHARS
-    assert f"cut to its last {app.MAX_PROMPT_CHARS:,} characters" in info["notice"]
+    limit = app.LIMITS.prompt_chars
+    prompt = "x" * (limit + 10) + "END"
+    _, info = API(Actions(registry)).reset(None, prompt, 0, "", False)
+    assert info["text"].endswith("END") and len(info["text"]) <= limit
+    assert f"cut to its last {limit:,} characters" in info["notice"]
 
 
 def test_more_tokens_per_generate_than_the_limit_is_refused_clearly(registry):
-    user, _ = app.api_reset(registry, None, "To be", 0, "", False)
-    with pytest.raises(gr.Error, match=rf"n must be an integer in \[1, {app.MAX_GENERATE}\]"):
-        list(app.api_generate(registry, user, app.MAX_GENERATE + 1, {}))
+    api = API(Actions(registry))
+    user, _ = api.reset(None, "To be", 0, "", False)
+    limit = app.LIMITS.generate_tokens
+    with pytest.raises(gr.Error, match=rf"tokens to generate must be a whole number from 1 to {limit}, "
+                                       rf"but is {limit + 1}"):
+        list(api.generate(user, limit + 1, {}))
     assert len(user.session.history) == 0
 
 
-def test_a_session_stops_at_max_steps_and_says_press_reset(registry, monkeypatch):
-    monkeypatch.setattr(app, "MAX_STEPS", 4)
-    user, _ = app.api_reset(registry, None, "To be", 0, "", False)
+def test_a_session_stops_at_max_steps_and_says_press_reset(registry):
+    api = API(Actions(registry, Limits(session_tokens=4)))
+    user, _ = api.reset(None, "To be", 0, "", False)
     for _ in range(4):
-        app.api_step(registry, user, {})
+        api.step(user, {})
     with pytest.raises(gr.Error, match="the limit is 4. Press Reset"):
-        app.api_step(registry, user, {})
+        api.step(user, {})
     with pytest.raises(gr.Error, match="the limit is 4"):
-        list(app.api_generate(registry, user, 1, {}))
-    app.api_undo(registry, user)
-    assert app.api_step(registry, user, {})["steps"] == 4  # Undo makes room again
+        list(api.generate(user, 1, {}))
+    api.undo(user)
+    assert api.step(user, {})["steps"] == 4  # Undo makes room again
 
 
 def test_concurrent_jobs_and_queue_size_are_bounded_with_a_clear_message(tmp_path, monkeypatch):
@@ -216,9 +208,9 @@ def test_concurrent_jobs_and_queue_size_are_bounded_with_a_clear_message(tmp_pat
             running[0] -= 1
         return {"undone": None, "text": "", "steps": 0}
 
-    monkeypatch.setattr(app, "api_undo", slow_undo)
-    monkeypatch.setattr(app, "CONCURRENCY", 1)
-    monkeypatch.setattr(app, "QUEUE_SIZE", 2)
+    monkeypatch.setattr(API, "undo", lambda self, user: slow_undo(None, user))
+    monkeypatch.setattr(server, "CONCURRENCY", 1)
+    monkeypatch.setattr(server, "QUEUE_SIZE", 2)
     demo = app.build_demo([str(make_tiny_checkpoint(tmp_path / "ckpt"))])
     url = launch(demo)
     replies = []
@@ -258,18 +250,19 @@ def test_a_closed_tab_frees_its_session_and_others_keep_theirs(tmp_path, monkeyp
         for c in (leaving, staying):
             c.predict("To be", 1, api_name="/reset")
             c.submit(20, {}, api_name="/generate").result()
-        holder = demo.state_holder
-        assert leaving.session_hash in holder and staying.session_hash in holder
-
         def live_sessions():
             gc.collect()
             return sum(type(o) is DecodingSession for o in gc.get_objects())
+
+        owners = {u.owner for u in demo.sessions.live()}
+        assert {leaving.session_hash, staying.session_hash} <= owners
         before = live_sessions()
         leaving.close()
         deadline = time.monotonic() + 30
-        while leaving.session_hash in holder and time.monotonic() < deadline:
+        while leaving.session_hash in {u.owner for u in demo.sessions.live()} and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert leaving.session_hash not in holder, "a closed client's session is still held"
+        assert leaving.session_hash not in {u.owner for u in demo.sessions.live()}, \
+            "a closed client's session is still held"
         assert live_sessions() == before - 1
         assert staying.predict(api_name="/export")["steps"][-1]["position"] > 0
         staying.close()

@@ -13,6 +13,9 @@ import torch
 from model import load_model
 from model.sampling import SamplingSettings, draw_u
 from model.session import KEEP_LOGITS_STEPS, DecodingSession
+from model.config import GPTConfig
+from model.gpt import GPT
+from model.session import KEEP_LOGITS_BYTES
 
 from testkit.models import llama_config, random_gpt, tiny_config
 
@@ -278,3 +281,124 @@ def test_export_is_plain_json(session):
     data = json.loads(json.dumps(session.export()))
     assert data["text"] == session.text and len(data["steps"]) == 3
     assert data["steps"][0]["settings"]["top_k"] == 20
+
+
+# ---- memory ----
+
+def _tensors_held_by(session) -> list[torch.Tensor]:
+    """Every tensor reachable from the session's own attributes, found by walking them (not
+    by asking the session), leaving out the shared model, tokenizer and batcher."""
+    shared = {id(session.gpt), id(session.tokenizer), id(session.batcher), id(session._lock)}
+    found, seen, todo = [], set(), list(vars(session).values())
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen or id(obj) in shared:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, torch.Tensor):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            todo += list(obj.keys()) + list(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            todo += list(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type) and not callable(obj):
+            todo += list(vars(obj).values())
+    return found
+
+
+def _distinct_storage_bytes(tensors) -> int:
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("make_config", [tiny_config, llama_config], ids=["gpt2", "llama"])
+def test_memory_bytes_counts_every_tensor_the_session_holds(make_config, bpe_tokenizer):
+    gpt = random_gpt(make_config(block_size=32), seed=2)
+    s = DecodingSession(gpt, bpe_tokenizer, seed=0, keep_logits_bytes=10 * 4 * 320)
+    s.reset("The rose of the roses is")
+
+    def check():
+        parts = s.memory_breakdown()
+        tensors = parts["kv_cache"] + parts["logits"] + parts["kept_logits"]
+        assert tensors == _distinct_storage_bytes(_tensors_held_by(s))
+        assert parts["kv_cache"] == 2 * s._cache.k.numel() * 4  # at capacity, not at length
+        assert 0 < parts["python"] and s.memory_bytes() == tensors + parts["python"]
+
+    check()
+    before = s.memory_bytes()
+    list(s.generate(30, SAMPLE))  # past the 32-token context: a slide, and a new cache
+    check()
+    assert s.memory_breakdown()["kept_logits"] == 10 * 4 * 320  # the allowance, and no more
+    assert s.memory_bytes() > before
+    s.undo()
+    s.rewind(3)
+    check()
+
+
+class _WordTokenizer:
+    """One token per space-separated word, for a model whose vocabulary no tokenizer here
+    has: ids are a hash of the word, text is made up from the ids."""
+
+    def __init__(self, vocab: int):
+        self.vocab, self.eot_token = vocab, 0
+
+    def encode(self, text, allowed_special=()):
+        return [1 + sum(map(ord, word)) * 7919 % (self.vocab - 1) for word in text.split(" ")]
+
+    def decode(self, ids):
+        return " ".join(f"w{i}" for i in ids)
+
+
+def test_a_smollm2_sized_session_holds_far_less_than_a_doubled_cache_and_256_steps_of_logits():
+    """SmolLM2's cache shape (30 layers x 3 KV heads x 64) and vocabulary (49,152), narrow
+    elsewhere to stay quick; a 4,000-character prompt of 1,142 tokens, then 20 steps. A cache
+    that doubled its capacity and kept every step's logits held about 115 MB here."""
+    config = GPTConfig(vocab_size=49152, block_size=8192, n_layer=30, n_head=3, n_kv_head=3,
+                       n_embd=192, mlp_hidden=64, bias=False, norm="rmsnorm", position="rope",
+                       mlp="swiglu", eot_token=0)
+    torch.manual_seed(0)
+    gpt = GPT(config).eval()
+    words = [("abc" if i < 575 else "de") for i in range(1142)]  # 575 * 3 + 567 * 2 + 1141 spaces
+    prompt = " ".join(words)
+    assert len(prompt) == 4000
+    s = DecodingSession(gpt, _WordTokenizer(config.vocab_size), seed=0)
+    s.reset(prompt)
+    assert len(s.ids) == 1142
+    for _ in range(20):
+        s.step(GREEDY)
+    parts = s.memory_breakdown()
+    per_position = 30 * 3 * 64 * 4 * 2  # keys and values, float32
+    positions = parts["kv_cache"] // per_position
+    assert 1162 <= positions <= 1162 + 1162 // 16 + 64, positions  # not doubled to 2,304
+    assert parts["kept_logits"] == 20 * 49152 * 4 <= KEEP_LOGITS_BYTES
+    assert s.memory_bytes() < 70e6, parts  # was ~115 MB
+
+
+def test_undo_past_the_logits_allowance_recomputes_the_same_distribution(bpe_tokenizer, monkeypatch):
+    gpt = random_gpt(tiny_config(), seed=4)
+    step_bytes = 4 * gpt.config.vocab_size
+    s = DecodingSession(gpt, bpe_tokenizer, seed=5, keep_logits_bytes=3 * step_bytes)
+    s.reset("The rose of the")
+    before, records = [], []
+    for _ in range(10):
+        before.append((list(s.ids), s.logits.clone(), s.distribution(SAMPLE).probs.clone()))
+        records.append(s.step(SAMPLE))
+        assert len([r for r in s.history if r.logits is not None]) == min(3, len(s.history))
+    calls = []
+    original = gpt.forward
+    monkeypatch.setattr(gpt, "forward", lambda *a, **k: calls.append(1) or original(*a, **k))
+    for i in reversed(range(10)):
+        assert s.undo().token == records[i].token
+        ids, logits, probs = before[i]
+        assert s.ids == ids
+        assert (s.logits - logits).abs().max() < 1e-5, i
+        assert (s.distribution(SAMPLE).probs - probs).abs().max() < 1e-6, i
+    assert len(calls) == 7  # the newest 3 undos were free; each older one ran one prefill
+    assert [r.token for r in s.generate(10, SAMPLE)] == [r.token for r in records]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "16MB"])
+def test_bad_logits_allowance_raises_value_error_naming_it(model, bad):
+    with pytest.raises(ValueError, match=r"keep_logits_bytes must be a whole number of bytes >= 0, but is"):
+        DecodingSession(*model, keep_logits_bytes=bad)
+

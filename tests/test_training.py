@@ -177,3 +177,44 @@ def test_world_size_that_does_not_divide_the_batch_is_a_clear_error(data_dir, tm
                      "--batch-size", "3", timeout=120)
     assert done.returncode != 0
     assert "--batch-size 3" in done.stderr and "divisible by 2" in done.stderr
+
+
+def test_memory_record_shows_ddp_replicas_and_fsdp_shards(data_dir, tmp_path):
+    """Each process counts what it holds after its first step: DDP ranks hold the whole model,
+    gradient and AdamW state; FSDP ranks hold a shard of each, the shards summing to the whole.
+    A block size of 31 makes the position table's shards uneven (16 rows and 15)."""
+    from model.inspect import read_run_memory
+
+    args = (*TINY, "--block-size", "31", "--max-steps", "2", "--batch-size", "4", "--eval-every", "2",
+            "--eval-tokens", "256")
+    single, ddp, fsdp = tmp_path / "single", tmp_path / "ddp", tmp_path / "fsdp"
+    assert_ok(train_here("--data", str(data_dir), "--out", str(single), *args))
+    assert_ok(run_train(2, "--data", str(data_dir), "--out", str(ddp), "--parallel", "ddp", *args))
+    assert_ok(run_train(2, "--data", str(data_dir), "--out", str(fsdp), "--parallel", "fsdp", *args))
+    one, replicated, sharded = (read_run_memory(out) for out in (single, ddp, fsdp))
+    assert sharded == json.loads((fsdp / "memory.json").read_text())
+    total = one["model_param_bytes"]
+    assert total == 4 * one["model_params"] and one["param_dtype"] == "float32"
+    assert [len(one["ranks"]), len(replicated["ranks"]), len(sharded["ranks"])] == [1, 2, 2]
+    assert (one["parallel"], replicated["parallel"], sharded["parallel"]) == ("none", "ddp", "fsdp")
+    for record in (one, replicated, sharded):
+        assert record["model_param_bytes"] == total and record["step"] == 1
+        assert [r["rank"] for r in record["ranks"]] == list(range(record["world"]))
+        for r in record["ranks"]:
+            assert r["peak_rss_bytes"] >= r["rss_bytes"] > r["param_bytes"] > 0
+            assert r["peak_cuda_allocated_bytes"] is None  # a CPU run
+    for r in one["ranks"] + replicated["ranks"]:  # the whole of everything, on every rank
+        assert r["param_bytes"] == r["grad_bytes"] == total
+        assert r["optimizer_state"]["exp_avg"] == r["optimizer_state"]["exp_avg_sq"] == total
+    ranks = sharded["ranks"]
+    for key in ("param_bytes", "grad_bytes"):
+        assert sum(r[key] for r in ranks) == total
+        assert all(abs(r[key] - total / 2) <= 0.01 * total for r in ranks), [r[key] for r in ranks]
+    for key in ("exp_avg", "exp_avg_sq"):
+        assert sum(r["optimizer_state"][key] for r in ranks) == total
+        assert all(abs(r["optimizer_state"][key] - total / 2) <= 0.01 * total for r in ranks)
+    assert ranks[0]["param_bytes"] != ranks[1]["param_bytes"]  # the uneven shard is real
+    # AdamW's moments are twice the parameters: the optimizer state shards the same way
+    ddp_state = replicated["ranks"][0]["optimizer_state_bytes"]
+    assert all(abs(r["optimizer_state_bytes"] - ddp_state / 2) <= 0.01 * ddp_state for r in ranks)
+    assert load_model(fsdp).gpt.num_params() == one["model_params"]  # the checkpoint beside it loads

@@ -13,7 +13,8 @@ Multi-node uses torchrun's standard rendezvous; start the same command on every 
 process runs --micro-batch-size sequences per forward and accumulates
 batch / (micro * processes) micro-steps, so any number of processes trains on the same rows.
 
-OUT receives: metrics.jsonl (one JSON object per logged step), the app's checkpoint
+OUT receives: metrics.jsonl (one JSON object per logged step), memory.json (the bytes each
+process held after its first step; see training/memory.py), the app's checkpoint
 (config.json, model.safetensors, tokenizer files; rewritten at every evaluation and at the
 end, loadable with model.load_model(OUT)), and resume/ (see training/checkpointing.py).
 """
@@ -36,7 +37,7 @@ from model.checkpoint import read_metrics, save_checkpoint
 from model.config import GPTConfig
 from model.gpt import GPT
 
-from . import checkpointing
+from . import checkpointing, memory
 from .data import DataDir, WindowStream, val_windows
 from .distributed import Runtime, all_reduce_sum, full_state_dict, gradient_sync, parallelize, setup, teardown, unwrap
 from .optim import build_optimizer, lr_at
@@ -159,8 +160,9 @@ def evaluate(model, windows: torch.Tensor, rt: Runtime, batch: int, autocast) ->
 
 
 def train_step(model, stream: WindowStream, step: int, rt: Runtime, optimizer, lr: float, micro: int,
-               accum: int, grad_clip: float, autocast) -> tuple[torch.Tensor, torch.Tensor]:
-    """One optimizer step on global batch `step`; returns (this rank's mean loss, grad norm)."""
+               accum: int, grad_clip: float, autocast, after_step=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on global batch `step`; returns (this rank's mean loss, grad norm).
+    after_step(): called after the update and before the gradients are freed."""
     for group in optimizer.param_groups:
         group["lr"] = lr
     global_batch = micro * accum * rt.world
@@ -183,6 +185,8 @@ def train_step(model, stream: WindowStream, step: int, rt: Runtime, optimizer, l
         if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
             norm = norm.full_tensor()
     optimizer.step()
+    if after_step is not None:
+        after_step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum / accum, norm
 
@@ -228,6 +232,7 @@ def run(args, rt: Runtime) -> None:
     fpt = flops_per_token(raw)
     model = parallelize(raw, rt, torch.bfloat16 if bf16 else torch.float32, args.compile)
     optimizer = build_optimizer(model, args.lr, args.weight_decay, (args.beta1, args.beta2), rt.device.type)
+    memory.reset_peak(rt)  # the CUDA peak recorded after the first step starts here
     torch.manual_seed(args.seed + 1 + rt.rank)  # dropout masks differ between ranks
 
     stream = WindowStream(data.train, config.block_size, args.seed)
@@ -274,9 +279,14 @@ def run(args, rt: Runtime) -> None:
                desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
     started = time.time()
     t_log, steps_since = time.perf_counter(), 0
+    first_step = step
     while step < args.max_steps:
         lr = lr_at(step, args.lr, args.warmup_steps, args.max_steps, min_lr)
-        loss, norm = train_step(model, stream, step, rt, optimizer, lr, micro, accum, args.grad_clip, autocast)
+        # This process's first step: each rank records what it holds (OUT/memory.json).
+        record = (lambda at=step + 1: memory.record(out, model, optimizer, rt, at)) \
+            if step == first_step else None
+        loss, norm = train_step(model, stream, step, rt, optimizer, lr, micro, accum, args.grad_clip, autocast,
+                                after_step=record)
         step += 1
         steps_since += 1
         bar.update(1)

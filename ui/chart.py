@@ -2,9 +2,9 @@
 
 After every step the server sends the step's data once: the last position's raw logits (all
 of them, exact float32 bytes), the context ids (for penalties), and the seeded uniform u.
-The page then recomputes the whole pipeline itself on every slider move (static/playground.js
-repeats model/sampling.py operation by operation), so dragging a slider never waits for the
-server or the model.
+The page then recomputes the whole pipeline itself on every slider move (static/pipeline.js
+walks model/sampling.py's table, operation by operation), so dragging a slider never waits for
+the server or the model.
 
 `distribution_summary` is the server's own view of the same numbers, for the API.
 """
@@ -17,10 +17,11 @@ import json
 import numpy as np
 import torch
 
-from model.sampling import Pipeline, SamplingSettings, entropy_bits, pick_token, sampling_order
+from model.sampling import STAGES, Pipeline, SamplingSettings, choose, entropy_bits, sampling_order
 
-from .explain import STAGE_TITLES
 from .tokens import token_label
+
+TITLES = {st.name: st.title for st in STAGES}
 
 LABELS_ALWAYS = 64  # the top raw tokens whose labels ride along with every payload
 FULL_LABELS_UP_TO = 1024  # smaller vocabularies send every label every time
@@ -105,8 +106,8 @@ def removed_by(pipe: Pipeline) -> torch.Tensor:
     return out
 
 
-def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, u: float | None,
-                         top_n: int = 20) -> dict:
+def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, seed: int,
+                         position: int, top_n: int = 20) -> dict:
     """The chart's numbers, computed on the server: the top tokens (by raw probability) with
     what happened to each, the kept set, entropy and where u lands."""
     raw = pipe.raw.softmax(-1)
@@ -119,12 +120,9 @@ def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, 
         stage = int(stage_of[t])
         tokens.append({"id": t, "label": token_label(tokenizer, t), "raw_prob": float(raw[t]),
                        "prob": float(final[t]),
-                       "removed_by": None if stage < 0 else STAGE_TITLES[pipe.stages[stage].name]})
+                       "removed_by": None if stage < 0 else TITLES[pipe.stages[stage].name]})
     h = entropy_bits(final)
-    if settings.greedy:
-        landed, how = int(torch.argmax(final)), "greedy"
-    else:
-        landed, how = pick_token(final, u), "sampled"
+    landed, u, how = choose(pipe, settings, seed, position)
     order = sampling_order(final).tolist()
     return {
         "settings": settings.to_dict(),
@@ -134,9 +132,9 @@ def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, 
         "entropy_bits": h,
         "effective_vocab": 2 ** h,
         "raw_entropy_bits": entropy_bits(raw),
-        "u": None if settings.greedy else u,
+        "u": u,
         "next_token": {"id": landed, "label": token_label(tokenizer, landed), "how": how,
                        "prob": float(final[landed]), "rank": order.index(landed) + 1},
-        "stages": [{"name": STAGE_TITLES[s.name], "active": s.active, "kept": int(s.kept.sum())}
+        "stages": [{"name": TITLES[s.name], "active": s.active, "kept": int(s.kept.sum())}
                    for s in pipe.stages],
     }

@@ -1,35 +1,11 @@
-"""The words beside the controls. Short lines go under each slider; GUIDE is the longer
-explanation a teacher can point at."""
+"""The longer explanation a teacher can point at (each setting's own help text lives with it,
+in model/sampling.py's table)."""
 
-INFO = {
-    "temperature": "Divides the logits by T. T → 0 is greedy (argmax, not random!); "
-                   "T = 1 is the model as trained; large T flattens towards uniform.",
-    "top_k": "Keep only the k most likely tokens (ties at the k-th stay). 0 = off.",
-    "top_p": "Keep the smallest set of top tokens whose probability adds up to p. 1 = off.",
-    "min_p": "Drop tokens less likely than min-p × the top token's probability. 0 = off.",
-    "typical_p": "Keep tokens whose surprise is closest to the average surprise (entropy), "
-                 "up to mass p. 1 = off.",
-    "repetition_penalty": "Tokens already in the text: positive logits ÷ penalty, negative ones "
-                          "× penalty. > 1 discourages repeats. 1 = off.",
-    "presence_penalty": "Subtracted once from the logit of every token already in the text. 0 = off.",
-    "frequency_penalty": "Subtracted from a token's logit once per time it already appeared. 0 = off.",
-    "no_repeat_ngram_size": "Ban any token that would repeat an n-gram already in the text. 0 = off.",
-    "temperature_last": "Off: Hugging Face's order (temperature, then filters). On: llama.cpp's "
-                        "(filters see the T = 1 distribution, temperature last).",
-    "seed": "Fixes the uniform number u drawn for each position: same seed, settings and "
-            "prompt give the same text.",
-}
+from model.sampling import STAGES
 
-STAGE_TITLES = {
-    "penalties": "penalties",
-    "temperature": "temperature",
-    "top_k": "top-k",
-    "top_p": "top-p",
-    "min_p": "min-p",
-    "typical_p": "typical-p",
-}
+PIPELINE = " → ".join(["raw logits", *(st.title for st in STAGES), "pick"])
 
-GUIDE = """
+GUIDE_TEMPLATE = """
 ### How to read the chart
 
 * **Grey bars**: the model's raw distribution for the next token (temperature 1, no filters).
@@ -52,7 +28,7 @@ distribution approaches **uniform**: that is where the randomness comes from.
 
 ### The pipeline
 
-`raw logits → penalties → temperature → top-k → top-p → min-p → typical-p → pick`
+`{pipeline}`
 
 With *temperature last* (llama.cpp's order) the filters act on the T = 1 distribution and the
 temperature is applied after them. Top-k keeps ties at the k-th logit; top-p keeps the token that
@@ -65,3 +41,4 @@ clicking a bar appends that token yourself, even one a filter removed. Hover a t
 text to see its alternatives; click it to see the distribution it was drawn from and rewind
 there.
 """
+GUIDE = GUIDE_TEMPLATE.replace("{pipeline}", PIPELINE)

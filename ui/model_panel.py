@@ -84,15 +84,34 @@ def loss_curve_svg(rows: list[dict], width: int = 520, height: int = 220) -> str
         colour = colours[n % len(colours)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(pts))
         parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>')
-        parts.append(f'<text x="{width - right}" y="{top + 12 + 14 * n}" text-anchor="end" '
+        # The legend: a colour key beside each series' name and last value.
+        y = top + 12 + 14 * n
+        parts.append(f'<line x1="{width - right - 150}" y1="{y - 4}" x2="{width - right - 134}" '
+                     f'y2="{y - 4}" stroke="{colour}" stroke-width="3"/>')
+        parts.append(f'<text x="{width - right - 130}" y="{y}" text-anchor="start" '
                      f'fill="{colour}">{html.escape(key)}: {sorted(pts)[-1][1]:.3f}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
 
+CARD_FIELDS = (("name", "Name"), ("organization", "Made by"), ("license", "Licence"),
+               ("source", "Source"), ("original", "Original"), ("quantization", "File's weights"),
+               ("arithmetic", "Arithmetic"))
+
+
+def card_facts(card: dict) -> list[tuple[str, str]]:
+    """What the model's card says: where it came from and under which licence."""
+    facts = [(label, html.escape(str(card[key]))) for key, label in CARD_FIELDS if card.get(key)]
+    mode = card.get("mode", "exact")
+    facts.append(("Mode", "exact: float32, the same numbers as Hugging Face transformers" if mode == "exact"
+                  else f"fast: {html.escape(str(card.get('arithmetic', 'quantized weights')))}; "
+                       "a little off the exact numbers (see BENCHMARKS.md)"))
+    return facts
+
+
 def model_panel_html(loaded) -> str:
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{v}</td></tr>"
-                   for k, v in model_facts(loaded.gpt, loaded.tokenizer))
+                   for k, v in card_facts(loaded.card) + model_facts(loaded.gpt, loaded.tokenizer))
     curve = loss_curve_svg(loaded.metrics)
     curve_html = (f'<div class="dp-curve"><div class="dp-muted">Training loss (metrics.jsonl; '
                   f'cross-entropy in nats per token)</div>{curve}</div>' if curve else

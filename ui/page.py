@@ -1,11 +1,17 @@
-"""The page's fixed pieces: HTML templates, the small scripts that mount the page code, and
-the static files (our JS/CSS and the plotly.js that the plotly wheel ships: no CDN)."""
+"""The page's fixed pieces: the HTML skeleton of the playground, the script that mounts it,
+and the static files (our JS/CSS and the plotly.js that the plotly wheel ships: no CDN).
+
+The skeleton is filled in by the page code (static/app.js and friends) from the props that
+build_demo hands it: the sampling table of model/sampling.py, the limits, the presets and
+the model menu. Nothing here names a setting, a default or a range.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
+SCRIPTS = ("pipeline.js", "controls.js", "chart.js", "text.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -24,76 +30,109 @@ def plotly_js_path() -> Path:
     return path
 
 
-CHART_TEMPLATE = """
-<div class="dp-chart">
-  <div class="dp-heading">Loading the model ...</div>
-  <div class="dp-banner" hidden></div>
-  <div class="dp-stats"></div>
-  <div class="dp-key">
-    <span><i class="dp-sw dp-sw-final"></i>final (your settings)</span>
-    <span><i class="dp-sw dp-sw-landed"></i>the token u lands on</span>
-    <span><i class="dp-sw dp-sw-raw"></i>raw (T = 1, no filters)</span>
-    <span><i class="dp-sw dp-sw-removed"></i>removed (colour = which filter)</span>
-    <span><i class="dp-ln dp-ln-cum"></i>cumulative</span>
-    <span><i class="dp-ln dp-ln-topp"></i>cumulative entering top-p</span>
-    <span><i class="dp-ln dp-ln-u"></i>u, the random draw</span>
-  </div>
-  <div class="dp-plots">
-    <div class="dp-plot dp-main"></div>
-    <div class="dp-compare" hidden>
-      <div class="dp-compare-stats"></div>
-      <div class="dp-plot dp-compare-plot"></div>
-    </div>
-  </div>
-  <div class="dp-tools">
-    <label><input type="checkbox" class="dp-log"> log scale</label>
-    <label><input type="checkbox" class="dp-compare-on"> compare side by side with</label>
-    <select class="dp-compare-with"><option value="pinned" disabled>pinned settings (pin first)</option></select>
-    <button class="dp-btn dp-pin" type="button">Pin current settings</button>
-    <span class="dp-muted">same logits, same u: only the settings differ</span>
-  </div>
-</div>
-"""
-
-# The page's script may still be loading when a component mounts: wait for it.
-CHART_JS = """
-(function mount() {
-  if (!(window.DP && window.Plotly)) return setTimeout(mount, 25);
-  DP.mountChart(element, trigger, props, watch);  // sends 'pick' and 'rewind'
-})();
-"""
-OUTPUT_JS = """
-(function mount() {
-  if (!window.DP) return setTimeout(mount, 25);
-  DP.mountOutput(element, trigger);  // sends 'inspect'
-})();
-"""
-CONTROLS_JS = "(...values) => { if (window.DP) window.DP.fromControls(values); }"
-
-HEADER = """
-<div class="dp-header">
-  <h1>The Decoding Playground</h1>
-  <p>A language model gives every possible next token a score. Decoding turns those scores into
-  one choice. Move the sliders and watch the choice change; nothing is re-computed by the model.</p>
-</div>
-"""
-
-LEGEND = """
-<div class="dp-legend"><span>Chosen token's probability:</span><span>unlikely</span>
-<span class="dp-grad"></span><span>likely</span><span>· dashed underline = picked by you ·
-hover a token for its alternatives, click it to see its distribution</span></div>
-"""
-
-
 def head_html() -> str:
-    """The <head> tags the chart component loads before its js_on_load runs."""
-    plotly_js = plotly_js_path()
+    """The <head> tags the playground component loads before its js_on_load runs."""
     return (f'<link rel="stylesheet" href="{static_url("playground.css")}">'
-            f'<script src="{static_url("plotly.min.js", plotly_js)}"></script>'
-            f'<script src="{static_url("pipeline.js")}"></script>'
-            f'<script src="{static_url("playground.js")}"></script>')
+            f'<script src="{static_url("plotly.min.js", plotly_js_path())}"></script>'
+            + "".join(f'<script src="{static_url(name)}"></script>' for name in SCRIPTS))
 
 
 def static_paths() -> list[str]:
     """What gr.set_static_paths must allow: our folder and plotly.min.js, nothing else."""
     return [str(STATIC), str(plotly_js_path())]
+
+
+# The order of the parts is the keyboard's order (prompt, then the actions, the chart and the
+# text, then the controls) and the phone's; playground.css places them in two columns on wider
+# screens.
+TEMPLATE = """
+<div class="dp-app" data-loading="1">
+  <header class="dp-top">
+    <div class="dp-title">
+      <h1>The Decoding Playground</h1>
+      <p>A language model scores every possible next token; decoding turns the scores into one
+      choice. Move a setting and watch the choice change: the model does not run again.</p>
+    </div>
+    <label class="dp-model-pick"><span>Model</span><select class="dp-model"></select></label>
+  </header>
+
+  <section class="dp-prompt-area" aria-label="Prompt">
+    <label class="dp-label" for="dp-prompt">Prompt <span class="dp-muted dp-prompt-limit"></span></label>
+    <textarea id="dp-prompt" class="dp-prompt" rows="3" spellcheck="false"
+      placeholder="Type or paste a prompt. Empty = the start of a new document."></textarea>
+    <label class="dp-chat" hidden><input type="checkbox" class="dp-chat-on"> Chat template
+      <span class="dp-muted">wrap the prompt as one user turn, as the model was tuned</span></label>
+    <div class="dp-status" aria-live="polite"></div>
+    <details class="dp-chips-box"><summary class="dp-chips-summary">The prompt's tokens</summary>
+      <div class="dp-chips-host"></div></details>
+  </section>
+
+  <section class="dp-work" aria-label="Next token">
+    <div class="dp-actions">
+      <button type="button" class="dp-btn dp-primary dp-step" aria-keyshortcuts="S ArrowRight">Step</button>
+      <button type="button" class="dp-btn dp-generate" aria-keyshortcuts="G">Generate</button>
+      <label class="dp-n-box"><input type="number" class="dp-num dp-n" inputmode="numeric"
+        aria-label="tokens per Generate"> tokens</label>
+      <button type="button" class="dp-btn dp-stop" aria-keyshortcuts="Escape" disabled>Stop</button>
+      <button type="button" class="dp-btn dp-undo" aria-keyshortcuts="U ArrowLeft">Undo</button>
+      <button type="button" class="dp-btn dp-reset">Reset</button>
+    </div>
+    <div class="dp-chart">
+      <div class="dp-heading">Loading the model ...</div>
+      <div class="dp-banner" hidden></div>
+      <div class="dp-stats"></div>
+      <div class="dp-key"></div>
+      <div class="dp-plots">
+        <div class="dp-plot-box"><div class="dp-plot dp-main"></div><div class="dp-hits" role="group"
+          aria-label="bars: Enter picks a token"></div></div>
+        <div class="dp-compare" hidden>
+          <div class="dp-compare-stats"></div>
+          <div class="dp-plot dp-compare-plot"></div>
+        </div>
+      </div>
+      <div class="dp-tools">
+        <label><input type="checkbox" class="dp-log"> log scale</label>
+        <label><input type="checkbox" class="dp-compare-on"> compare with</label>
+        <select class="dp-compare-with" aria-label="settings to compare with"></select>
+        <button type="button" class="dp-btn dp-pin">Pin current settings</button>
+        <span class="dp-muted">same logits, same u: only the settings differ</span>
+      </div>
+    </div>
+    <div class="dp-output">
+      <div class="dp-text" aria-label="the text so far; Tab to a token, Enter shows its distribution"></div>
+      <div class="dp-legend"><span>Chosen token's probability:</span><span>unlikely</span>
+        <span class="dp-grad"></span><span>likely</span>
+        <span>· dashed underline = picked by you · hover, focus or tap a token for its alternatives</span></div>
+    </div>
+    <div class="dp-links">
+      <button type="button" class="dp-btn dp-export">Export history (JSON)</button>
+      <button type="button" class="dp-btn dp-copy-link">Copy link to this view</button>
+      <span class="dp-keys dp-muted"><b>Keys:</b> S or → Step · U or ← Undo · G Generate ·
+        Esc Stop · 1–9 pick the n-th bar · Tab to bars and tokens, Enter picks or inspects</span>
+    </div>
+  </section>
+
+  <section class="dp-controls-area" aria-label="Decoding settings">
+    <div class="dp-presets" role="group" aria-label="presets"></div>
+    <div class="dp-controls"></div>
+    <details class="dp-more"><summary>More penalties</summary><div class="dp-controls-more"></div></details>
+    <div class="dp-seed-row"></div>
+    <p class="dp-muted dp-limits"></p>
+  </section>
+
+  <div class="dp-toasts" role="status" aria-live="polite"></div>
+</div>
+"""
+
+# The page code may still be loading when the component mounts: wait for it.
+MOUNT_JS = """
+(function mount() {
+  if (!(window.DP && window.DP.mount && window.Plotly)) return setTimeout(mount, 25);
+  // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
+  // 'inspect' 'generate' 'stop' 'seed' 'export'
+  DP.mount(element, trigger, props, watch);
+})();
+"""
+EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind", "inspect",
+          "generate", "stop", "seed", "export")
+assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"

@@ -3,7 +3,9 @@ describes a way of decoding; penalties stay off so the preset's effect is easy t
 
 from __future__ import annotations
 
-from .settings import DEFAULTS
+from model.sampling import SETTINGS
+
+DEFAULTS = {name: x.default for name, x in SETTINGS.items()}
 
 PRESETS: dict[str, dict] = {
     "Greedy": {"temperature": 0.0},
@@ -27,3 +29,8 @@ def preset_values(name: str) -> dict:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return DEFAULTS | PRESETS[name]
+
+
+def presets_for_page() -> dict:
+    """{name: {"settings": {...}, "description": "..."}} for the page's preset buttons."""
+    return {name: {"settings": PRESETS[name], "description": DESCRIPTIONS[name]} for name in PRESETS}

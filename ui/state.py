@@ -2,45 +2,54 @@
 
 - `ModelRegistry`: the models, shared by every visitor (weights are read-only at inference),
   loaded lazily the first time someone selects one. One per app, made by build_demo.
-- `UserState`: one browser session's own decoding session and choices, kept in a gr.State,
-  so two people stepping at once never see each other's tokens.
+- `UserState`: one browser tab's (or API client's) own decoding session and choices, kept in
+  a gr.State, so two people stepping at once never see each other's tokens.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.chat import IM_END, apply_chat_template, has_chat_template
+from model.registry import NAMED_MODELS
 from model.session import DecodingSession
 
 from .tokens import vocab_labels
 
-SMOLLM2 = "smollm2"
-
 
 @dataclass
 class LoadedModel:
-    name: str  # the key users select: a path, or a special name such as "smollm2"
+    name: str  # the key users select: a path, or a name in model/registry.py
     gpt: object
     tokenizer: object
+    card: dict  # what load_model says about it: name, source, licence, mode, ...
     labels_json: str  # every id's label, JSON-encoded once (the page caches it)
     chat: bool  # the tokenizer has a chat template
     metrics: list[dict] = field(default_factory=list)
+    batcher: object = None  # shares one forward between sessions stepping at once
 
 
 def display_name(name: str) -> str:
-    if name == SMOLLM2:
-        return "SmolLM2-135M (fetched on first use)"
+    named = NAMED_MODELS.get(name)
+    if named is not None:
+        return f"{named.title} ({'on this machine' if named.is_cached() else 'fetched on first use'})"
     path = Path(name)
+    try:  # our checkpoints name themselves in config.json's card
+        title = json.loads((path / "config.json").read_text()).get("card", {}).get("name")
+    except (OSError, ValueError, AttributeError):
+        title = None
+    if title:
+        return f"{title} ({path.name})"
     return f"{path.name} ({name})" if path.name and path.name != name else name
 
 
 class ModelRegistry:
     """Loads each model once, on first use, and keeps it. Thread-safe: two visitors selecting
-    the same model at once wait for one load."""
+    the same model at once wait for one load. loader(name) -> (gpt, tokenizer, card)."""
 
     def __init__(self, names: list[str], loader=None):
         if not names:
@@ -49,7 +58,6 @@ class ModelRegistry:
         self._loader = loader
         self._models: dict[str, LoadedModel] = {}
         self._locks = {n: threading.Lock() for n in self.names}
-        self._guard = threading.Lock()
 
     @property
     def default(self) -> str:
@@ -64,7 +72,7 @@ class ModelRegistry:
     def get(self, name: str) -> LoadedModel:
         """The loaded model; raises ValueError / OSError with a message fit for the page."""
         if name not in self._locks:
-            raise ValueError(f"model {name!r} is not served here; choose one of {self.names}")
+            raise ValueError(f"model {name!r:.200} is not served here; choose one of {self.names}")
         if name in self._models:
             return self._models[name]
         with self._locks[name]:
@@ -76,31 +84,48 @@ class ModelRegistry:
         from model.checkpoint import read_metrics
         from model.loading import load_model
 
-        gpt, tokenizer, *_ = (self._loader or load_model)(name)
+        gpt, tokenizer, *rest = (self._loader or load_model)(name)
+        card = dict(rest[0]) if rest else {"name": name}
         metrics = read_metrics(name) if Path(name).is_dir() else []
         labels = vocab_labels(tokenizer, gpt.config.vocab_size)
-        return LoadedModel(name=name, gpt=gpt, tokenizer=tokenizer,
+        return LoadedModel(name=name, gpt=gpt, tokenizer=tokenizer, card=card,
                            labels_json=json.dumps(labels, ensure_ascii=False),
-                           chat=has_chat_template(tokenizer), metrics=metrics)
+                           chat=has_chat_template(tokenizer), metrics=metrics,
+                           batcher=_batcher(gpt))
+
+
+def _batcher(gpt):
+    try:
+        from model.batching import Batcher
+    except ImportError:  # an engine without batching: every session runs its own forward
+        return None
+    return Batcher(gpt)
 
 
 @dataclass
 class UserState:
-    """One browser session. `session` is None until a model has loaded."""
+    """One browser tab or API client. `session` is None until a model has loaded (and again
+    after the server dropped it to keep its memory budget: `evicted` says so)."""
     model: str = ""
     session: DecodingSession | None = None
     prompt: str = ""  # the text the user typed (before any chat template)
     chat: bool = False
+    owner: str = ""  # Gradio's session hash: the server's table finds this state by it
     labels_sent: str = ""  # the model whose label table this page already holds
+    generation: int = 0  # bumped to stop a running Generate: it checks before every token
+    seq: int = 0  # numbers every payload sent to the page, so it can drop stale ones
+    last_used: float = field(default_factory=time.monotonic)
+    evicted: bool = False
 
     def new_session(self, loaded: LoadedModel, prompt: str, seed: int, chat: bool,
                     max_prompt_chars: int) -> str:
         """Start a fresh decoding session; returns the session's notice."""
         self.session = DecodingSession(loaded.gpt, loaded.tokenizer, seed=seed,
-                                       max_prompt_chars=max_prompt_chars)
+                                       max_prompt_chars=max_prompt_chars,
+                                       **({"batcher": loaded.batcher} if loaded.batcher else {}))
         if self.model != loaded.name:
             self.labels_sent = ""
-        self.model = loaded.name
+        self.model, self.evicted = loaded.name, False
         return self.reset(prompt, chat and loaded.chat, seed)
 
     def reset(self, prompt: str, chat: bool, seed: int | None = None) -> str:
@@ -119,3 +144,14 @@ class UserState:
         if self.chat:
             return apply_chat_template(self.session.tokenizer, self.prompt)
         return self.prompt
+
+    def memory_bytes(self) -> int:
+        s = self.session
+        if s is None:
+            return 0
+        return s.memory_bytes() if hasattr(s, "memory_bytes") else 0
+
+    def free(self, evicted: bool = False) -> None:
+        """Drop the decoding session (its KV cache, history and logits); the choices stay."""
+        self.generation += 1  # a Generate still running stops at its next token
+        self.session, self.evicted = None, evicted

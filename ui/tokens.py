@@ -91,13 +91,6 @@ def prompt_chips_html(tokenizer, ids: list[int], eot: int | None, wrapped: str |
     return '<div class="dp-prompt-tokens">' + "".join(parts) + "</div>"
 
 
-def prob_colour(p: float) -> str:
-    """Background for a chosen token: red for unlikely picks, through amber, to green."""
-    p = min(max(float(p), 0.0), 1.0)
-    hue = 120 * p ** 0.5  # the square root spreads the common small probabilities apart
-    return f"hsl({hue:.0f}, 85%, 82%)"
-
-
 def _alternatives(tokenizer, record, top: int = 5) -> list:
     """The model's top raw candidates at that step, each with its final probability (None
     when it is outside the final top list the record keeps)."""
@@ -106,44 +99,29 @@ def _alternatives(tokenizer, record, top: int = 5) -> list:
             for t, p in record.candidates["raw"][:top]]
 
 
-def output_html(tokenizer, session) -> str:
-    """The prompt (muted) and every chosen token coloured by its probability. Each token
-    carries its step number and top alternatives for the page's tooltip and click."""
-    prompt_ids = session.ids[:session.prompt_len]
-    history = session.history
-    texts = token_texts(tokenizer, session.ids)
-    prompt_text = "".join(texts[:session.prompt_len])
-    if prompt_ids == [session.eot]:
-        prompt_html = '<span class="dp-prompt dp-muted">⟨start of text⟩</span>'
-    else:
-        prompt_html = f'<span class="dp-prompt">{_text_html(prompt_text)}</span>'
-    spans = []
-    for n, (record, text) in enumerate(zip(history, texts[session.prompt_len:])):
-        if record.token == session.eot:
-            shown = '<span class="dp-eot">⟨end of text⟩</span>'
-        else:
-            shown = _text_html(text) if text else '<span class="dp-partial">·</span>'
-        info = {"step": n, "token": record.token, "label": token_label(tokenizer, record.token),
-                "p": round(record.prob, 4), "raw": round(record.raw_prob, 4), "how": record.how,
-                "u": None if record.u is None else round(record.u, 4),
-                "alt": _alternatives(tokenizer, record)}
-        spans.append(f'<span class="dp-tok dp-{record.how}" data-step="{n}" '
-                     f'style="background:{prob_colour(record.prob)}" '
-                     f"data-info='{html.escape(json.dumps(info, ensure_ascii=False), quote=True)}'>"
-                     f"{shown}</span>")
-    hint = "" if history else ('<span class="dp-muted dp-hint"> ← Step, Generate or click a bar '
-                               'to add a token</span>')
-    return '<div class="dp-text">' + prompt_html + "".join(spans) + hint + "</div>"
-
-
-def _text_html(text: str) -> str:
-    """Text as HTML that keeps newlines (with a faint ↵) and shows control characters."""
+def text_tokens(tokenizer, session, start: int = 0) -> list[dict]:
+    """The generated tokens from step `start` on, as the page draws them: each one's share of
+    the text (a character split over tokens appears under the one completing it), label,
+    probabilities, how it was chosen, and the model's top alternatives for its tooltip."""
+    # A character spans at most 4 bytes, so at most 4 tokens: decoding from 4 tokens earlier
+    # gives the new tokens their exact text, at a cost that does not grow with the text.
+    first = session.prompt_len + start
+    lo = max(0, first - 4)
+    texts = token_texts(tokenizer, session.ids[lo:])[first - lo:]
     out = []
-    for ch in text:
-        if ch == "\n":
-            out.append('<span class="dp-nl">↵</span>\n')
-        elif ch == "\t" or ch >= " " and ch != "\x7f" and unicodedata.category(ch) != "Cc":
-            out.append(html.escape(ch))
-        else:
-            out.append(f'<span class="dp-ctrl">{html.escape(visible(ch))}</span>')
-    return "".join(out)
+    for n in range(start, len(session.history)):
+        record = session.history[n]
+        out.append({"step": n, "token": record.token, "text": texts[n - start],
+                    "eot": record.token == session.eot,
+                    "label": token_label(tokenizer, record.token), "p": round(record.prob, 4),
+                    "raw": round(record.raw_prob, 4), "how": record.how,
+                    "u": None if record.u is None else round(record.u, 4),
+                    "alt": _alternatives(tokenizer, record)})
+    return out
+
+
+def prompt_text(tokenizer, session) -> dict:
+    """The prompt as the text box shows it before the generated tokens."""
+    prompt_ids = session.ids[:session.prompt_len]
+    return {"text": "".join(token_texts(tokenizer, session.ids)[:session.prompt_len]),
+            "start_of_text": prompt_ids == [session.eot]}

@@ -1,14 +1,16 @@
 /* The sampling pipeline of model/sampling.py, recomputed in the browser.
 
    The server sends one step's raw logits once; every slider move recomputes from them here,
-   so dragging never waits for the server or the model. Each function repeats the Python
-   operation for operation, in float64 (JavaScript numbers are doubles, and sampling.py
-   computes in float64 for exactly this reason):
-
-     raw logits -> penalties -> temperature -> top-k -> top-p -> min-p -> typical-p -> pick
+   so dragging never waits for the server or the model. Which stages exist, their order, when
+   each is active and every setting's default and range come from model/sampling.py's table
+   (`schema()`, handed to the page as JSON and given to useSchema). This file holds only one
+   function per stage, keyed by the stage's name, each repeating the Python operation for
+   operation in float64 (JavaScript numbers are doubles, and sampling.py computes in float64
+   for exactly this reason). A stage in the table without a function here is an error.
 
    Results match run_pipeline to rounding (the last bits of a sum depend on its order, and
-   exp() may differ by one ulp); tests/test_browser.py checks that on many random settings.
+   exp() may differ by one ulp); tests/test_pipeline_js.py checks that under Node on
+   hundreds of random settings, and tests/test_browser.py in Chromium.
 
    Working set: `live` holds the ids whose logit is still finite, sorted by logit descending
    with ties by lower id. Temperature keeps that order and the filters only remove, so the
@@ -16,32 +18,74 @@
 (function (global) {
   "use strict";
 
-  const STAGES = ["penalties", "temperature", "top_k", "top_p", "min_p", "typical_p"];
-  const DEFAULTS = {
-    temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, typical_p: 1.0,
-    repetition_penalty: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0,
-    no_repeat_ngram_size: 0, temperature_last: false,
-  };
+  let schema = null;
 
-  function stageOrder(temperatureLast) {
-    return temperatureLast
-      ? ["penalties", "top_k", "top_p", "min_p", "typical_p", "temperature"]
-      : STAGES.slice();
-  }
-
-  function hasPenalties(s) {
-    return s.repetition_penalty !== 1.0 || s.presence_penalty !== 0.0 ||
-      s.frequency_penalty !== 0.0 || s.no_repeat_ngram_size > 0;
-  }
-
-  function normalise(settings) {
-    const s = Object.assign({}, DEFAULTS, settings || {});
-    for (const k of Object.keys(DEFAULTS)) {
-      s[k] = k === "temperature_last" ? Boolean(s[k]) : Number(s[k]);
+  function useSchema(s) {
+    for (const st of s.stages) {
+      if (!STAGE_FUNCTIONS[st.name]) throw new Error("pipeline.js has no function for stage " + st.name);
     }
-    s.top_k = Math.trunc(s.top_k);
-    s.no_repeat_ngram_size = Math.trunc(s.no_repeat_ngram_size);
+    schema = s;
+  }
+
+  function requireSchema() {
+    if (!schema) throw new Error("DPPipeline.useSchema(schema) must run first");
+    return schema;
+  }
+
+  function defaults() {
+    const out = {};
+    for (const [name, x] of Object.entries(requireSchema().settings)) out[name] = x.default;
+    return out;
+  }
+
+  // A settings object with every field, in its type (no clamping: see clampToControl).
+  function normalise(settings) {
+    const s = Object.assign(defaults(), settings || {});
+    for (const [name, x] of Object.entries(schema.settings)) {
+      s[name] = x.kind === "bool" ? Boolean(s[name]) : Number(s[name]);
+    }
     return s;
+  }
+
+  // A value typed or dragged into a control -> {value, message}: inside the control's range,
+  // on its step, the setting's own type. message says what changed ("" when nothing did).
+  function clampToControl(name, raw, previous) {
+    const x = requireSchema().settings[name];
+    if (!x) throw new Error("no setting " + name);
+    if (x.kind === "bool") return { value: Boolean(raw), message: "" };
+    const [lo, hi, step] = x.control;
+    const text = String(raw).trim();
+    const n = text === "" ? NaN : Number(text);
+    const keep = previous === undefined ? x.default : previous;
+    if (!Number.isFinite(n)) {
+      return { value: keep, message: "“" + text.slice(0, 20) + "” is not a number: " + x.label + " stays " + fmt(keep) + "." };
+    }
+    let v = Math.min(Math.max(n, lo), hi);
+    v = lo + Math.round((v - lo) / step) * step;
+    const digits = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+    v = Number(v.toFixed(digits));
+    if (x.kind === "int") v = Math.round(v);
+    v = Math.min(Math.max(v, lo), hi);
+    let message = "";
+    if (n < lo) message = fmt(n) + " is below the minimum " + fmt(lo) + ": using " + fmt(v) + ".";
+    else if (n > hi) message = fmt(n) + " is above the maximum " + fmt(hi) + ": using " + fmt(v) + ".";
+    else if (v !== n) message = fmt(n) + " is between steps of " + fmt(step) + ": using " + fmt(v) + ".";
+    return { value: v, message };
+  }
+
+  function fmt(v) {
+    return typeof v === "number" ? String(Number(v.toPrecision(12))) : String(v);
+  }
+
+  function stageOrder(s) {
+    const stages = requireSchema().stages;
+    const moved = (st) => Boolean(st.last_when && s[st.last_when]);
+    return stages.filter((st) => !moved(st)).concat(stages.filter(moved));
+  }
+
+  function isActive(stage, s, context) {
+    const changed = stage.settings.some((n) => s[n] !== schema.settings[n].default);
+    return changed && (context.length > 0 || !stage.needs_context);
   }
 
   /* ---- one step's data, prepared once ---- */
@@ -61,7 +105,7 @@
   }
 
   function prepare(P) {
-    const raw = decodeLogits(P.logits);
+    const raw = P.raw || decodeLogits(P.logits);
     const V = raw.length;
     const order = new Uint32Array(V);
     for (let i = 0; i < V; i++) order[i] = i;
@@ -114,42 +158,17 @@
     return Array.from(banned).sort((a, b) => a - b);
   }
 
-  /* ---- the pipeline ---- */
+  const pct = (p) => (100 * p).toFixed(1) + "%";
+  const fmtP = (p) => (p >= 0.001 || p === 0 ? p.toFixed(3) : p.toExponential(1));
 
-  function transform(P, settings) {
-    const s = normalise(settings);
-    const V = P.V;
-    let x = P.raw;
-    let live = Array.from(P.order);
-    let display = P.order; // bar order: logits after penalties (before n-gram bans)
-    const removedBy = new Int8Array(V).fill(-1);
-    const names = stageOrder(s.temperature_last);
-    const stages = [];
-    const why = {}; // per stage, what its hover explanation needs
-    let copied = false;
-    const own = () => { if (!copied) { x = Float64Array.from(x); copied = true; } };
-    const drop = (keep, si) => {
-      const kept = [];
-      for (const id of live) { if (keep(id)) kept.push(id); else { x[id] = -Infinity; removedBy[id] = si; } }
-      live = kept;
-    };
+  /* ---- the stages: apply(w, s) changes the working set w; reason(why, id, s) says in words
+     why the stage removed token id (for the chart's hover) ---- */
 
-    for (let si = 0; si < names.length; si++) {
-      const name = names[si];
-      const active = {
-        penalties: hasPenalties(s) && P.context.length > 0,
-        temperature: s.temperature !== 1.0,
-        top_k: s.top_k > 0,
-        top_p: s.top_p < 1.0,
-        min_p: s.min_p > 0.0,
-        typical_p: s.typical_p < 1.0,
-      }[name];
-      stages.push({ name, active });
-      if (!active) continue;
-      own();
-
-      if (name === "penalties") {
-        // HF repetition penalty, then OpenAI's presence/frequency, then n-gram bans.
+  const STAGE_FUNCTIONS = {
+    penalties: {
+      // HF repetition penalty, then OpenAI's presence/frequency, then n-gram bans.
+      apply(w, s, P) {
+        const x = w.x;
         const moved = new Set(P.ctxIds);
         for (const id of P.ctxIds) {
           if (s.repetition_penalty !== 1.0) {
@@ -161,12 +180,12 @@
           }
         }
         // New order: untouched ids keep theirs; the moved ones are merged back in.
-        const movedSorted = P.ctxIds.slice().sort(byValueDesc(x));
-        const merged = new Uint32Array(V);
-        let a = 0, b = 0, k = 0;
         const cmp = byValueDesc(x);
+        const movedSorted = P.ctxIds.slice().sort(cmp);
+        const merged = new Uint32Array(P.V);
+        let a = 0, b = 0, k = 0;
         const rest = P.order;
-        while (k < V) {
+        while (k < P.V) {
           while (a < rest.length && moved.has(rest[a])) a++;
           if (a < rest.length && (b >= movedSorted.length || cmp(rest[a], movedSorted[b]) < 0)) {
             merged[k++] = rest[a++];
@@ -174,37 +193,51 @@
             merged[k++] = movedSorted[b++];
           }
         }
-        display = merged;
-        live = Array.from(merged);
+        w.display = merged;
+        w.live = Array.from(merged);
         const banned = bannedNgramTokens(P.context, s.no_repeat_ngram_size);
         if (banned.length) {
           const bannedSet = new Set(banned);
-          drop((id) => !bannedSet.has(id), si);
-          why.penalties = { n: s.no_repeat_ngram_size };
+          w.drop((id) => !bannedSet.has(id));
+          return { n: s.no_repeat_ngram_size };
         }
-      } else if (name === "temperature") {
+        return {};
+      },
+      reason: (why, id, s) => "would repeat a " + s.no_repeat_ngram_size + "-gram already in the text",
+    },
+    temperature: {
+      apply(w, s) {
         if (s.temperature === 0) {
           // argmax: the first maximal id, which heads `live` (ties by lower id).
-          const top = live[0];
-          drop((id) => id === top, si);
+          const top = w.live[0];
+          w.drop((id) => id === top);
         } else {
-          for (const id of live) x[id] = x[id] / s.temperature;
-          fixTies(live, x); // division can round two logits to one value
+          for (const id of w.live) w.x[id] = w.x[id] / s.temperature;
+          fixTies(w.live, w.x); // division can round two logits to one value
         }
-      } else if (name === "top_k") {
-        const k = Math.min(s.top_k, V);
-        if (k <= live.length) {
-          const kth = x[live[k - 1]];
-          const rank = new Map(live.map((id, i) => [id, i + 1]));
-          why.top_k = { k, rank };
-          drop((id) => x[id] >= kth, si); // ties with the k-th logit stay
-        }
-      } else if (name === "top_p") {
-        // HF: sort ascending, drop the low tail whose cumulative mass stays within 1 - p.
-        const p = softmaxLive(x, live, V);
+        return {};
+      },
+      reason: () => "T = 0 keeps only the most likely token (argmax)",
+    },
+    top_k: {
+      apply(w, s, P) {
+        const k = Math.min(s.top_k, P.V);
+        if (k > w.live.length) return {};
+        const kth = w.x[w.live[k - 1]];
+        const rank = new Map(w.live.map((id, i) => [id, i + 1]));
+        w.drop((id) => w.x[id] >= kth); // ties with the k-th logit stay
+        return { k, rank };
+      },
+      reason: (why, id) => "rank " + why.rank.get(id) + " > k = " + why.k,
+    },
+    top_p: {
+      // HF: sort ascending, drop the low tail whose cumulative mass stays within 1 - p.
+      apply(w, s, P) {
+        const p = softmaxLive(w.x, w.live, P.V);
         // Reversing `live` gives ascending values with ties by higher id first; fixTies puts
-        // each tie run back in id order, as torch's (stable) ascending sort does.
-        const asc = fixTies(live.slice().reverse(), x);
+        // each tie run back in id order, as sampling.py's stable ascending sort has them (of
+        // tokens tied at the cut, the higher ids are kept).
+        const asc = fixTies(w.live.slice().reverse(), w.x);
         const remove = new Set();
         let cum = 0;
         for (let i = 0; i < asc.length; i++) {
@@ -213,17 +246,26 @@
         }
         const above = new Map();
         let down = 0;
-        for (const id of live) { above.set(id, down); down += p[id]; }
-        why.top_p = { p: s.top_p, above, probs: p };
-        drop((id) => !remove.has(id), si);
-      } else if (name === "min_p") {
-        const p = softmaxLive(x, live, V);
-        let top = live[0], pmax = -1;
-        for (const id of live) if (p[id] > pmax) { pmax = p[id]; top = id; }
+        for (const id of w.live) { above.set(id, down); down += p[id]; }
+        w.drop((id) => !remove.has(id));
+        return { p: s.top_p, above, probs: p };
+      },
+      reason: (why, id, s) => "the tokens above it already hold " + pct(why.above.get(id)) + " ≥ p = " + s.top_p,
+    },
+    min_p: {
+      apply(w, s, P) {
+        const p = softmaxLive(w.x, w.live, P.V);
+        let top = w.live[0], pmax = -1;
+        for (const id of w.live) if (p[id] > pmax) { pmax = p[id]; top = id; }
         const threshold = s.min_p * pmax;
-        why.min_p = { threshold, probs: p };
-        drop((id) => id === top || !(p[id] < threshold), si);
-      } else if (name === "typical_p") {
+        w.drop((id) => id === top || !(p[id] < threshold));
+        return { threshold, probs: p };
+      },
+      reason: (why, id) => "p = " + fmtP(why.probs[id]) + " < min-p × top = " + fmtP(why.threshold),
+    },
+    typical_p: {
+      apply(w, s, P) {
+        const x = w.x, live = w.live;
         let m = -Infinity;
         for (const id of live) if (x[id] > m) m = x[id];
         let sum = 0;
@@ -239,27 +281,66 @@
         const gap = new Map();
         for (const id of live) gap.set(id, Math.abs(-lp.get(id) - entropy));
         const byGap = live.slice().sort((a, b) => (gap.get(a) - gap.get(b)) || (a - b));
-        const p = softmaxLive(x, live, V);
+        const p = softmaxLive(x, live, P.V);
         let cum = 0, below = 0;
         for (const id of byGap) { cum += p[id]; if (cum < s.typical_p) below++; }
         // `below` counts the prefix with cumulative < mass; past every live id the cut is
         // +inf (sampling.py indexes into the -inf tail there) and nothing is removed.
         const cut = below < byGap.length ? gap.get(byGap[below]) : Infinity;
         const first = byGap[0];
-        why.typical_p = { entropy, lp, gap, cut };
-        drop((id) => id === first || !(gap.get(id) > cut), si);
-      }
-    }
+        w.drop((id) => id === first || !(gap.get(id) > cut));
+        return { entropy, lp, gap, cut };
+      },
+      reason(why, id) {
+        const bits = (v) => (v / Math.LN2).toFixed(2);
+        return "surprise " + bits(-why.lp.get(id)) + " bits is too far from the entropy " +
+          bits(why.entropy) + " bits";
+      },
+    },
+  };
 
-    const probs = softmaxLive(x, live, V);
+  /* ---- the pipeline ---- */
+
+  function transform(P, settings) {
+    const s = normalise(settings);
+    const V = P.V;
+    const removedBy = new Int8Array(V).fill(-1);
+    const order = stageOrder(s);
+    const stages = [];
+    const why = {}; // per stage, what its hover explanation needs
+    const w = { x: P.raw, live: Array.from(P.order), display: P.order, drop: null };
+    let copied = false;
+    for (let si = 0; si < order.length; si++) {
+      const stage = order[si];
+      const active = isActive(stage, s, P.context);
+      stages.push({ name: stage.name, title: stage.title, colour: stage.colour, active });
+      if (!active) continue;
+      if (!copied) { w.x = Float64Array.from(w.x); copied = true; }
+      w.drop = (keep) => {
+        const kept = [];
+        for (const id of w.live) { if (keep(id)) kept.push(id); else { w.x[id] = -Infinity; removedBy[id] = si; } }
+        w.live = kept;
+      };
+      why[stage.name] = STAGE_FUNCTIONS[stage.name].apply(w, s, P);
+    }
+    const probs = softmaxLive(w.x, w.live, V);
     // sampling_order: probability descending, ties by lower id.
-    const order = fixTies(live.slice(), probs);
+    const ranked = fixTies(w.live.slice(), probs);
     let entropy = 0, nKept = 0;
-    for (const id of order) {
+    for (const id of ranked) {
       const q = probs[id];
       if (q > 0) { entropy -= q * Math.log2(q); nKept++; }
     }
-    return { settings: s, probs, order, nKept, removedBy, stages, why, display, logits: x, entropy };
+    return { settings: s, probs, order: ranked, nKept, removedBy, stages, why, display: w.display,
+      logits: w.x, entropy };
+  }
+
+  // Why token id was removed, in words ("" if it was kept).
+  function removalReason(R, id) {
+    const si = R.removedBy[id];
+    if (si < 0) return "";
+    const name = R.stages[si].name;
+    return STAGE_FUNCTIONS[name].reason(R.why[name] || {}, id, R.settings);
   }
 
   // pick_token: the first id in sampling order whose cumulative probability reaches u.
@@ -287,7 +368,7 @@
   }
 
   global.DPPipeline = {
-    STAGES, DEFAULTS, stageOrder, normalise, prepare, transform, pick, entropyOf, rawProbs,
-    decodeLogits, bannedNgramTokens,
+    useSchema, schema: requireSchema, defaults, normalise, clampToControl, stageOrder, prepare, transform, pick,
+    removalReason, entropyOf, rawProbs, decodeLogits, bannedNgramTokens, STAGE_FUNCTIONS, fmt,
   };
-})(window);
+})(typeof window !== "undefined" ? window : globalThis);

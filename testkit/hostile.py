@@ -1,0 +1,153 @@
+"""Hostile input: the strategies that generate it and the checks its answers must pass.
+tests/test_hostile.py sends ~2,000 inputs with them; benchmarks/bench_fuzz.py many more.
+
+`server` below is any object with: url, model (the served path), vocab, raw (a RawSession),
+client (a gradio_client.Client); send() counts what it sent in Fuzz.sent.
+"""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import strategies as st
+
+from model.sampling import SETTINGS
+from ui.actions import Limits
+
+from .raw_client import Reply, strict_json
+
+SETTING_NAMES = tuple(SETTINGS)
+SESSION_TOKENS = Limits().session_tokens
+MAX_MESSAGE = 2_000_000  # an error message may quote the bad value, but stays bounded
+
+
+class Fuzz:
+    """What has been sent so far (the last hostile test checks the total)."""
+    sent = 0
+    tests_run: set[str] = set()
+
+
+NAN, INF = float("nan"), float("inf")
+NASTY_TEXT = [
+    "", " ", "\x00", "\x00" * 64, "\r\n\t\x1b[31m\x7f\x08", "\ud800", "a\udfffb", "\ud83d\ude00x\ud83d",
+    "\u202e\u200b\ufeff\u0301", "<script>alert(1)</script>", "../../../../etc/passwd", "/etc/shadow",
+    "<|endoftext|>", "<|endoftext|>" * 40, "<|im_start|>user\nhi<|im_end|>", "🙂" * 300,
+    "%s%n{0}{{}}\\", "\n" * 5000, "x" * 1_000_000, "To be, or not to be",
+    "line\x85next\u2028and\u2029", "\x85",
+]
+scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-2**80, max_value=2**80),
+    st.floats(),  # NaN, ±inf, subnormals, -0.0
+    st.sampled_from([NAN, INF, -INF, 0, -0.0, 5e-324, 1e-320, 1e308, -1e308, 2**31, 2**53 + 1,
+                     2**63, 2**64, -1, 0.5, 1.5, 1e-9]),
+    st.sampled_from(NASTY_TEXT),
+    st.text(max_size=40),
+    st.text(st.characters(categories=["Cs", "Cc", "Cf", "Co"]), max_size=8),  # surrogates, controls
+)
+junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=6)
+texts = st.one_of(st.sampled_from(NASTY_TEXT), st.text(max_size=80),
+                  st.text(st.characters(categories=["Cs", "Cc", "Zs", "So"]), max_size=30))
+# Settings a student could set (so the success path is exercised) ...
+plausible_settings = st.fixed_dictionaries({}, optional={
+    "temperature": st.floats(0, 3), "top_k": st.integers(0, 400), "top_p": st.floats(0, 1),
+    "min_p": st.floats(0, 1), "typical_p": st.floats(0, 1), "repetition_penalty": st.floats(0.1, 3),
+    "presence_penalty": st.floats(-3, 3), "frequency_penalty": st.floats(-3, 3),
+    "no_repeat_ngram_size": st.integers(0, 8), "temperature_last": st.booleans()})
+# ... and everything else: known names with hostile values, unknown names, not a dict at all.
+hostile_settings = st.one_of(
+    plausible_settings,
+    st.dictionaries(st.sampled_from(SETTING_NAMES + ("bogus", "", "__class__")), scalars, max_size=4),
+    junk,
+)
+counts = st.one_of(st.integers(1, 6), st.integers(-5, 10_000), scalars, junk)
+
+
+def send(server, name: str, *args) -> Reply:
+    """One call: every fourth through gradio_client (when it can carry the values), the rest
+    raw. Both reach the same queue; gradio_client waits in 50 ms polls (about 100 ms a call
+    here, against 15 ms raw), which would make 2,000 inputs take minutes."""
+    Fuzz.sent += 1
+    if Fuzz.sent % 4 == 0 and strict_json(list(args)):
+        try:
+            if name == "generate":
+                data = server.client.submit(*args, api_name="/generate").result(timeout=120)
+            else:
+                data = server.client.predict(*args, api_name=f"/{name}")
+        except Exception as e:  # gradio_client raises the server's message as AppError
+            return Reply(False, error=str(e) if "AppError" in type(e).__name__ else f"{type(e).__name__}: {e}")
+        if name == "reset" and isinstance(data, (list, tuple)):
+            data = data[-1]
+        return Reply(True, data=data)
+    return server.raw.call(name, *args)
+
+
+def check(server, name: str, reply: Reply, args) -> None:
+    """A clear error, or a result that makes sense."""
+    where = f"/{name} with {args!r:.300}"
+    if not reply.ok:
+        assert isinstance(reply.error, str) and reply.error.strip(), f"{where}: error without a message"
+        assert len(reply.error) >= 10 and "Traceback" not in reply.error, f"{where}: unclear error {reply.error!r:.300}"
+        assert len(reply.error) <= MAX_MESSAGE, f"{where}: a {len(reply.error)}-character error"
+        return
+    d = reply.data
+    assert isinstance(d, dict), f"{where}: result {d!r:.200}"
+    if name == "reset":
+        assert isinstance(d["prompt_tokens"], list) and d["prompt_tokens"], where
+        assert d["model"] == server.model and isinstance(d["text"], str), where
+    elif name in ("step", "pick", "generate"):
+        assert 0 <= d["token"] < server.vocab and 0 < d["steps"] <= SESSION_TOKENS, where
+        assert 0.0 <= d["raw_prob"] <= 1.0 and math.isfinite(d["prob"]), where
+    elif name == "distribution":
+        assert 1 <= d["kept"] <= server.vocab and math.isfinite(d["entropy_bits"]), where
+        assert all(0.0 <= t["prob"] <= 1.0 for t in d["tokens"]), where
+    elif name == "undo":
+        assert d["steps"] >= 0, where
+    elif name == "export":
+        assert isinstance(d["steps"], list), where
+
+
+def keep_room(server, reply: Reply) -> None:
+    """Start the attacker's sessions over before they reach MAX_STEPS, so the fuzzing keeps
+    reaching the model instead of the (correct) 'press Reset' error."""
+    steps = reply.data.get("steps") if reply.ok and isinstance(reply.data, dict) else None
+    if isinstance(steps, int) and steps > SESSION_TOKENS - 50:  # /export's "steps" is a list
+        server.client.predict("To be", 1, api_name="/reset")
+        server.raw.call("reset", "To be", 1, "", False)
+
+
+def run(server, name, *args):
+    reply = send(server, name, *args)
+    check(server, name, reply, args)
+    keep_room(server, reply)
+    return reply
+
+
+# ---- the generated inputs, endpoint by endpoint ----
+
+def model_names(server):
+    return st.one_of(st.sampled_from(["", None, server.model, server.model + "/", "smollm2",
+                                      "/", "/etc/passwd", "..", "checkpoints/shakespeare"]), texts, junk)
+
+
+def draw_args(data, name: str, server) -> tuple:
+    """Arguments for one call of /name, drawn from the hostile strategies (also used by
+    benchmarks/bench_fuzz.py)."""
+    if name == "reset":
+        return (data.draw(st.one_of(texts, junk), "prompt"),
+                data.draw(st.one_of(st.integers(0, 2**63 - 1), scalars, junk), "seed"),
+                data.draw(model_names(server), "model"),
+                data.draw(st.one_of(st.booleans(), scalars), "chat"))
+    if name == "distribution":
+        return (data.draw(hostile_settings, "settings"),
+                data.draw(st.one_of(st.integers(1, 50), counts), "top_n"))
+    if name == "step":
+        return (data.draw(hostile_settings, "settings"),)
+    if name == "pick":
+        token = st.one_of(st.integers(0, server.vocab - 1), st.integers(-10, 10**6),
+                          st.integers(server.vocab - 2, server.vocab + 2), scalars, junk)
+        return data.draw(token, "token"), data.draw(hostile_settings, "settings")
+    if name == "generate":
+        return data.draw(counts, "n"), data.draw(hostile_settings, "settings")
+    return ()  # undo, export

@@ -1,0 +1,139 @@
+"""The page's pipeline (ui/static/pipeline.js) under Node against model/sampling.py: the same
+final probabilities, the same kept set after every stage, the same filter blamed for each
+removed token, the same defaults and stage order, on hundreds of random settings over two
+vocabularies. And every value the page's controls can produce is one the engine accepts as is.
+
+Node is required (CI installs it): without it this test fails rather than skips.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from model.sampling import SETTINGS, SamplingSettings, choose, run_pipeline, schema, stage_order
+from ui.chart import removed_by
+
+DRIVER = Path(__file__).parent / "js" / "pipeline_cases.js"
+
+
+def node() -> str:
+    path = shutil.which("node")
+    assert path, "Node.js is needed to check the page's pipeline: apt-get install nodejs"
+    return path
+
+
+def random_settings(rng: random.Random) -> dict:
+    pick = rng.choice
+    return {
+        "temperature": pick([0.0, 1.0, rng.uniform(0.05, 2.0), rng.uniform(0.05, 2.0), 3.0]),
+        "top_k": pick([0, 0, 1, 2, rng.randint(1, 60), 10_000]),
+        "top_p": pick([1.0, rng.random(), rng.random(), 0.0, 0.9]),
+        "min_p": pick([0.0, 0.0, rng.random() * 0.5, 1.0]),
+        "typical_p": pick([1.0, 1.0, rng.random(), 0.2]),
+        "repetition_penalty": pick([1.0, rng.uniform(0.5, 2.0), 1.3]),
+        "presence_penalty": pick([0.0, 0.0, rng.uniform(-2, 2)]),
+        "frequency_penalty": pick([0.0, 0.0, rng.uniform(-2, 2)]),
+        "no_repeat_ngram_size": pick([0, 0, 0, 1, 2, 3]),
+        "temperature_last": rng.random() < 0.5,
+    }
+
+
+def random_case(rng: random.Random, vocab: int) -> dict:
+    logits = [rng.gauss(0, 3) for _ in range(vocab)]
+    if rng.random() < 0.3:  # ties at the k-th value and at the top
+        logits = [round(v) for v in logits]
+    context = [rng.randrange(vocab) for _ in range(rng.choice([0, 1, 5, 30]))]
+    return {"logits": logits, "context": context, "settings": random_settings(rng),
+            "u": rng.random()}
+
+
+def run_node(cases, clamps, tmp_path) -> dict:
+    path = tmp_path / "cases.json"
+    path.write_text(json.dumps({"schema": schema(), "cases": cases, "clamps": clamps}))
+    result = subprocess.run([node(), str(DRIVER), str(path)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def parity(tmp_path_factory):
+    rng = random.Random(20261201)
+    cases = [random_case(rng, vocab) for vocab in (37, 2048) for _ in range(300)]
+    clamps = []
+    for name, x in SETTINGS.items():
+        if x.kind == "bool":
+            continue
+        lo, hi, step = x.control
+        for raw in (lo - 5, hi + 5, lo, hi, (lo + hi) / 2, lo + step / 3, "abc", "", " 7 ",
+                    hi * 10, -1e9, 3.7, "1e3", rng.uniform(lo, hi)):
+            clamps.append((name, raw))
+    return cases, clamps, run_node(cases, clamps, tmp_path_factory.mktemp("node"))
+
+
+def test_defaults_and_stage_orders_come_from_the_table(parity):
+    _, _, out = parity
+    assert out["defaults"] == {name: x.default for name, x in SETTINGS.items()}
+    for flag in (False, True):
+        expected = [st.name for st in stage_order(SamplingSettings(temperature_last=flag))]
+        assert out["orders"][str(flag).lower()] == expected
+
+
+def test_final_probabilities_kept_sets_and_blame_equal_run_pipeline(parity):
+    cases, _, out = parity
+    assert len(cases) >= 500
+    compared = 0
+    for case, got in zip(cases, out["cases"]):
+        settings = SamplingSettings.from_dict(case["settings"])
+        logits = torch.tensor(case["logits"], dtype=torch.float64)
+        try:
+            pipe = run_pipeline(logits, settings, case["context"])
+        except ValueError:  # e.g. an n-gram ban on everything: the page says so instead
+            assert sum(p > 0 for p in got["probs"]) == 0, case["settings"]
+            continue
+        where = f"settings {case['settings']}, vocab {len(case['logits'])}"
+        assert got["stages"] == [[st.name, st.active] for st in pipe.stages], where
+        probs = torch.tensor(got["probs"], dtype=torch.float64)
+        assert torch.equal(probs > 0, pipe.probs > 0), f"final kept set differs: {where}"
+        assert torch.allclose(probs, pipe.probs, rtol=1e-9, atol=1e-15), f"probabilities differ: {where}"
+        blamed = torch.tensor(got["removedBy"])
+        assert torch.equal(blamed, removed_by(pipe)), f"removed_by differs: {where}"
+        for i, stage in enumerate(pipe.stages):  # every stage's kept set
+            kept_js = (blamed < 0) | (blamed > i)
+            assert torch.equal(kept_js, stage.kept), f"kept set after {stage.name} differs: {where}"
+        token, _, _ = choose(pipe, settings, 0, 0) if settings.greedy else (None, None, None)
+        if settings.greedy:
+            assert got["pick"] == token, where
+        else:
+            from model.sampling import pick_token
+            assert got["pick"] == pick_token(pipe.probs, case["u"]), where
+        p = pipe.probs[pipe.probs > 0]
+        assert math.isclose(got["entropy"], float(-(p * p.log2()).sum()), rel_tol=1e-9, abs_tol=1e-12)
+        compared += 1
+    assert compared >= 500
+
+
+def test_every_value_a_control_produces_is_accepted_by_the_engine_unchanged(parity):
+    _, clamps, out = parity
+    for (name, raw), got in zip(clamps, out["clamps"]):
+        x = SETTINGS[name]
+        lo, hi, _ = x.control
+        value = got["value"]
+        assert lo <= value <= hi, (name, raw, got)
+        settings = SamplingSettings.from_dict({name: value})
+        assert getattr(settings, name) == value, (name, raw, got)
+        try:
+            typed = float(raw)
+        except ValueError:  # not a number at all: the control keeps its value and says so
+            assert value == x.default and "is not a number" in got["message"], (name, raw, got)
+            continue
+        # A message exactly when the value had to change, never silently.
+        assert bool(got["message"]) == (value != typed), (name, raw, got)

@@ -1,0 +1,96 @@
+"""The scripting API (gradio_client): plain data in, plain data out, over the same actions as
+the page. Each gradio_client.Client is its own session.
+
+    reset(prompt, seed, model="", chat=False)   distribution(settings, top_n)   step(settings)
+    pick(token, settings)   undo()   generate(n, settings) (streams)   export()
+
+Settings are a JSON object of SamplingSettings fields; missing ones keep their defaults.
+A failure is a gradio error whose message names the bad value and what to do.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .actions import Actions, as_user_error, check_text, settings_from
+from .chart import distribution_summary
+from .tokens import token_label
+
+
+def _record(session, record) -> dict:
+    out = record.to_dict()
+    out["label"] = token_label(session.tokenizer, record.token)
+    out["candidates"] = {stage: [[t, p] for t, p in pairs] for stage, pairs in record.candidates.items()}
+    return out | {"text": session.text, "generated": session.generated_text,
+                  "steps": len(session.history), "notice": session.notice}
+
+
+def _fail(e: Exception) -> gr.Error:
+    return gr.Error(str(as_user_error(e)), print_exception=False)
+
+
+class API:
+    """One method per endpoint; each takes the caller's UserState first."""
+
+    def __init__(self, actions: Actions):
+        self.actions = actions
+
+    def reset(self, user, prompt, seed, model, chat, request: gr.Request = None):
+        a = self.actions
+        try:
+            user = a.start(user, check_text("model", model) or None, prompt, seed, bool(chat),
+                           owner=getattr(request, "session_hash", "") or "")
+        except Exception as e:
+            raise _fail(e) from None
+        s = user.session
+        tokens = [{"id": t, "label": token_label(s.tokenizer, t)} for t in s.ids]
+        return user, {"model": user.model, "prompt": user.prompt, "model_text": user.model_text(),
+                      "prompt_tokens": tokens, "text": s.text, "seed": s.seed, "notice": s.notice,
+                      "mode": a.registry.get(user.model).card.get("mode", "exact")}
+
+    def step(self, user, settings):
+        try:
+            record = self.actions.step(user, settings_from(settings))
+        except Exception as e:
+            raise _fail(e) from None
+        return _record(user.session, record)
+
+    def pick(self, user, token, settings):
+        try:
+            record = self.actions.pick(user, token, settings_from(settings))
+        except Exception as e:
+            raise _fail(e) from None
+        return _record(user.session, record)
+
+    def undo(self, user):
+        try:
+            record = self.actions.undo(user)
+        except Exception as e:
+            raise _fail(e) from None
+        s = user.session
+        return {"undone": None if record is None else record.to_dict(), "text": s.text,
+                "steps": len(s.history)}
+
+    def distribution(self, user, settings, top_n):
+        try:
+            settings = settings_from(settings)
+            pipe, top_n = self.actions.distribution(user, settings, top_n)
+        except Exception as e:
+            raise _fail(e) from None
+        s = user.session
+        summary = distribution_summary(pipe, s.tokenizer, settings, s.seed, len(s.ids), top_n)
+        return summary | {"position": len(s.ids), "steps": len(s.history)}
+
+    def generate(self, user, n, settings):
+        try:
+            settings = settings_from(settings)
+            for record in self.actions.generate(user, 20 if n is None else n, settings):
+                yield _record(user.session, record)
+        except Exception as e:
+            raise _fail(e) from None
+
+    def export(self, user):
+        try:
+            return self.actions.export(user)
+        except Exception as e:
+            raise _fail(e) from None

@@ -1,0 +1,190 @@
+"""The page's event handlers: an action's data in (the playground component's trigger), one
+payload out (ui/views.py). They never raise: a failure becomes a message on the page, with the
+session as it now is, so a visitor's bad input can only ever cost them a message.
+
+Each handler takes the tab's UserState and returns it (Gradio keeps it in a gr.State); the
+page numbers its actions, and every payload acknowledges the one it answers (`ack`).
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from .actions import Actions, UserError, as_user_error, settings_from
+from .model_panel import model_panel_html
+from .state import UserState, display_name
+from .views import PageView
+
+
+
+def event_data(evt) -> dict:
+    data = getattr(evt, "_data", None)
+    return data if isinstance(data, dict) else {}
+
+
+class PageHandlers:
+    def __init__(self, actions: Actions):
+        self.actions, self.view = actions, PageView(actions)
+
+    def _guard(self, user, ack, fn):
+        try:
+            return fn()
+        except Exception as e:
+            return self.view.error(user, str(as_user_error(e)), ack)
+
+    def _loading(self, model: str) -> str:
+        first = "" if self.actions.registry.is_loaded(model) else " (the first load of a model can take a minute)"
+        return f"Loading {display_name(model)} ...{first}"
+
+    # ---- starting, and switching models ----
+
+    def start(self, user: UserState | None, evt: gr.EventData, request: gr.Request):
+        """A tab opens: its link's model, prompt, seed, settings and text (token ids)."""
+        d = event_data(evt)
+        registry, problems = self.actions.registry, []
+        model = d.get("model") or registry.default
+        if model not in registry.names:
+            problems.append(f"the model {str(model)[:80]!r} is not served here; using {registry.default}")
+            model = registry.default
+        yield from self._open(user, d, model, request, problems)
+
+    def model(self, user: UserState | None, evt: gr.EventData, request: gr.Request):
+        d = event_data(evt)
+        yield from self._open(user, d, d.get("name"), request, [], prompt_key="prompt")
+
+    def _open(self, user, d, model, request, problems, prompt_key="prompt"):
+        ack = d.get("id")
+        if isinstance(model, str) and model in self.actions.registry.names and not self.actions.registry.is_loaded(model):
+            yield user, self.view.message(user, None, loading=self._loading(model)), gr.skip()
+        try:
+            if user is not None and user.session is not None:
+                self.actions.interrupt(user, d.get("keep"))
+            user = self.actions.start(user, model, d.get(prompt_key), d.get("seed"), d.get("chat"),
+                                      owner=getattr(request, "session_hash", "") or "")
+        except Exception as e:
+            yield user, self.view.error(user, str(as_user_error(e)), ack) if user and user.session else \
+                self.view.message(user, ack, {"kind": "error", "text": str(as_user_error(e))},
+                                  loading="", generating=False), gr.skip()
+            return
+        if d.get("ids"):
+            try:
+                self.actions.replay(user, d["ids"], settings_from(d.get("settings")))
+            except UserError as e:
+                problems.append(f"its text could not be restored ({e})")
+        notice = {"kind": "note", "text": "In the link: " + "; ".join(problems) + "."} if problems else None
+        loaded = self.actions.registry.get(user.model)
+        yield (user, self.view.snapshot(user, ack, notice, loading="", models=self.actions.registry.choices()),
+               model_panel_html(loaded))
+
+    # ---- actions that change the session ----
+
+    def prompt(self, user, evt: gr.EventData):
+        """The prompt box or the chat switch changed: start again from it (the seed stays)."""
+        d = event_data(evt)
+        def run():
+            self.actions.reset(user, d.get("text"), None, d.get("chat"), d.get("keep"))
+            return self.view.snapshot(user, d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def reset(self, user, evt: gr.EventData):
+        d = event_data(evt)
+        def run():
+            self.actions.reset(user, d.get("prompt"), d.get("seed"), d.get("chat"), d.get("keep"))
+            return self.view.snapshot(user, d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def step(self, user, evt: gr.EventData):
+        d = event_data(evt)
+        def run():
+            self.actions.step(user, settings_from(d.get("settings")), d.get("keep"))
+            return self.view.snapshot(user, d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def pick(self, user, evt: gr.EventData):
+        """A bar was picked: append that token, whatever the filters say."""
+        d = event_data(evt)
+        def run():
+            self.actions.pick(user, d.get("token"), settings_from(d.get("settings")), d.get("keep"))
+            return self.view.snapshot(user, d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def undo(self, user, evt: gr.EventData):
+        d = event_data(evt)
+        def run():
+            undone = self.actions.undo(user, d.get("keep"))
+            notice = None if undone else {"kind": "note", "text": "Nothing to undo: only the prompt is left."}
+            return self.view.snapshot(user, d.get("id"), notice)
+        return user, self._guard(user, d.get("id"), run)
+
+    def rewind(self, user, evt: gr.EventData):
+        d = event_data(evt)
+        def run():
+            self.actions.rewind(user, d.get("step"), d.get("keep"))
+            return self.view.snapshot(user, d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def stop(self, user, evt: gr.EventData):
+        """Stop a Generate where the page stopped showing it."""
+        d = event_data(evt)
+        def run():
+            self.actions.session(user)
+            self.actions.interrupt(user, d.get("keep"))
+            return self.view.snapshot(user, d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def seed(self, user, evt: gr.EventData):
+        """A new seed changes u for the coming positions; the text stays."""
+        d = event_data(evt)
+        def run():
+            self.actions.set_seed(user, d.get("seed"))
+            return self.view.snapshot(user, d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def generate(self, user, evt: gr.EventData):
+        """Stream up to n tokens: each payload carries only the new tokens, and the end a full
+        snapshot with the chart. The chart is not redrawn in between: drawing the whole
+        vocabulary's distribution takes the page longer than a token takes the model, and a
+        page busy drawing is late to notice Stop."""
+        d = event_data(evt)
+        ack = d.get("id")
+        try:
+            settings = settings_from(d.get("settings"))
+            session = self.actions.session(user)
+            tokens = self.actions.generate(user, d.get("n"), settings)
+            sent = len(session.history)
+            while True:
+                try:
+                    next(tokens)
+                except StopIteration as end:
+                    reason = end.value
+                    break
+                yield user, self.view.tokens_since(user, sent, ack)
+                ack, sent = None, len(session.history)
+        except Exception as e:
+            yield user, self.view.error(user, str(as_user_error(e)), ack)
+            return
+        if reason == "stopped":  # another action took over; its snapshot is the truth
+            if ack is not None:
+                yield user, self.view.message(user, ack)
+            return
+        why = {"end of text": "The model produced end-of-text: generation stopped.",
+               "end of turn": "The model ended its turn: generation stopped.",
+               "limit": f"This session reached {self.actions.limits.session_tokens} new tokens: "
+                        "press Reset (or Undo) to continue."}.get(reason)
+        yield user, self.view.snapshot(user, ack, {"kind": "note", "text": why} if why else None)
+
+    # ---- looking ----
+
+    def inspect(self, user, evt: gr.EventData):
+        """A past token: the distribution it was drawn from."""
+        d = event_data(evt)
+        def run():
+            self.actions.inspect(user, d.get("step"))  # validates it
+            return self.view.inspect(user, int(d["step"]), d.get("id"))
+        return user, self._guard(user, d.get("id"), run)
+
+    def export(self, user, evt: gr.EventData):
+        """The whole history, for the page to save as a file (no file is written here)."""
+        d = event_data(evt)
+        return user, self._guard(user, d.get("id"),
+                                 lambda: self.view.message(user, d.get("id"), export=self.actions.export(user)))
