@@ -35,7 +35,6 @@ from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as 
 from testkit.hostile import Fuzz, check, draw_args, keep_room, send
 from testkit.raw_client import RawSession
 from testkit.server import ROOT, free_port, rss_mb, start_app, wait_ready
-from ui.actions import Limits
 
 ENDPOINTS = ("reset", "distribution", "step", "pick", "generate", "undo", "export")
 WEIGHTS = (3, 4, 4, 3, 2, 1, 1)
@@ -77,23 +76,11 @@ def replay_bystander(model: str, actions: list) -> str:
     import torch
 
     from model.loading import load_model
-    from model.sampling import SamplingSettings
-    from model.session import DecodingSession
+    from testkit.replay import replay
 
     torch.set_num_threads(1)
     gpt, tokenizer, _ = load_model(str(ROOT / model))
-    s = DecodingSession(gpt, tokenizer, seed=5, max_prompt_chars=Limits().prompt_chars)
-    s.reset("ROMEO:\n", seed=5)
-    for a in actions:
-        if a[0] == "undo":
-            s.undo()
-        elif a[0] == "step":
-            s.step(SamplingSettings.from_dict(a[1]))
-        else:
-            for _ in range(a[1]):
-                if s.step(SamplingSettings.from_dict(a[2])).token == s.eot:
-                    break
-    return s.text
+    return replay(gpt, tokenizer, "ROMEO:\n", 5, actions)["text"]
 
 
 CHAOS = [("step", ({"temperature": float("nan")},)), ("undo", ()), ("pick", (float("inf"), {})),

@@ -224,25 +224,9 @@ def worker(uids, url, kind, think, max_requests, seconds, conn):
 def replay(user: dict, gpt, tokenizer) -> dict:
     """The user's actions since their last reset, alone, in this process. (The prompts are far
     shorter than the server's prompt limit, so no cut applies on either side.)"""
-    from model.sampling import SamplingSettings
-    from model.session import DecodingSession
+    from testkit.replay import replay as replay_actions
 
-    s = DecodingSession(gpt, tokenizer, seed=user["seed"])
-    s.reset(user["prompt"], seed=user["seed"])
-    for action in user["actions"]:
-        kind, args = action[0], action[1:]
-        if kind == "step":
-            s.step(SamplingSettings.from_dict(args[0]))
-        elif kind == "pick":
-            s.pick(args[0], SamplingSettings.from_dict(args[1]))
-        elif kind == "undo":
-            s.undo()
-        elif kind == "generate":  # as app.api_generate: stop at end-of-text
-            settings = SamplingSettings.from_dict(args[1])
-            for _ in range(args[0]):
-                if s.step(settings).token == s.eot:
-                    break
-    return {"text": s.text, "tokens": [r.token for r in s.history]}
+    return replay_actions(gpt, tokenizer, user["prompt"], user["seed"], user["actions"])
 
 
 def pct(values: list[float], q: float) -> float:

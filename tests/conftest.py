@@ -72,3 +72,17 @@ def gpt2_snapshot(tmp_path_factory):
                 p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
     hf.save_pretrained(directory)
     return directory
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, once for every browser test (testkit/browser.py: a missing browser
+    fails, it never skips)."""
+    from playwright import sync_api
+
+    from testkit.browser import launch
+
+    with sync_api.sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

@@ -26,7 +26,7 @@ from ui.api import API
 from ui.chart import decode_logits
 from ui.handlers import PageHandlers
 from ui.presets import PRESETS, preset_values
-from ui.sessions import SessionTable
+from ui.sessions import HEADROOM, SessionTable
 from ui.state import ModelRegistry, UserState
 from ui.tokens import token_label, visible
 
@@ -335,13 +335,15 @@ def test_model_panel_states_the_card_weight_tying_and_draws_the_loss_curve(regis
 # ---- the memory budget ----
 
 def test_sessions_past_the_budget_are_closed_least_recent_first_with_a_message(registry):
-    table = SessionTable(budget_bytes=None)
+    overhead = 10_000_000  # what the rest of the server holds (models, Python, ...)
+    table = SessionTable(budget_bytes=None, resident=lambda: overhead + table.held_bytes())
     pages = [Page(registry, sessions=table) for _ in range(3)]
     for i, page in enumerate(pages):
         page.start(f"To be {i}")
     one = pages[0].user.memory_bytes()
     assert one > 0 and table.held_bytes() == sum(p.user.memory_bytes() for p in pages)
-    table.budget_bytes = int(2.5 * one)
+    # room for two and a half sessions beside the rest of the server
+    table.budget_bytes = int((overhead + 2.5 * one) / HEADROOM)
     pages[1].send("step", settings=settings())  # pages[0] is now the least recently used
     assert pages[0].user.evicted and pages[0].session is None
     assert pages[1].session is not None and pages[2].session is not None

@@ -15,11 +15,9 @@ import random
 
 import pytest
 import torch
-from playwright import sync_api
 
 import app
 from model.sampling import SETTINGS, SamplingSettings, entropy_bits, pick_token, run_pipeline
-from testkit import browser as B
 from testkit.models import make_tiny_checkpoint
 from testkit.page import Tab
 from testkit.server import launch
@@ -30,14 +28,6 @@ def server(tmp_path_factory):
     demo = app.build_demo([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
     yield launch(demo)
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = B.launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture

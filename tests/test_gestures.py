@@ -14,7 +14,6 @@ import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from playwright import sync_api
 
 import app
 from model.sampling import SETTINGS
@@ -33,14 +32,6 @@ def server():
     demo = app.build_demo([SHAKESPEARE], limits=LIMITS)
     yield launch(demo)
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = B.launch(p)
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -170,25 +170,10 @@ def test_a_forged_or_stale_cookie_gets_a_real_worker(cluster):
 def replay(checkpoint: Path, prompt: str, seed: int, actions: list[tuple]) -> dict:
     """The session's actions alone, in this process (as the worker runs them)."""
     from model.loading import load_model
-    from model.sampling import SamplingSettings
-    from model.session import DecodingSession
+    from testkit.replay import replay as replay_actions
 
     loaded = load_model(checkpoint)
-    s = DecodingSession(loaded.gpt, loaded.tokenizer, seed=seed)
-    s.reset(prompt, seed=seed)
-    for kind, *args in actions:
-        if kind == "step":
-            s.step(SamplingSettings.from_dict(args[0]))
-        elif kind == "pick":
-            s.pick(args[0], SamplingSettings.from_dict(args[1]))
-        elif kind == "undo":
-            s.undo()
-        elif kind == "generate":  # the endpoint stops at end-of-text
-            settings = SamplingSettings.from_dict(args[1])
-            for _ in range(args[0]):
-                if s.step(settings).token == s.eot:
-                    break
-    return {"text": s.text, "tokens": [r.token for r in s.history]}
+    return replay_actions(loaded.gpt, loaded.tokenizer, prompt, seed, actions)
 
 
 def visitor(call, uid: int, n_calls: int) -> tuple[str, int, list[tuple], dict]:
