@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from model import gguf_loader, smollm2  # noqa: E402
+from model import downloads, smollm2  # noqa: E402
 from model.decode import generate  # noqa: E402
 from model.loading import load_model  # noqa: E402
 
@@ -63,8 +63,8 @@ def load_times(repeats: int, first: bool) -> dict:
     result = {}
     cached_gguf = smollm2.gguf_path()  # the user's cache, before switching to an empty one
     with tempfile.TemporaryDirectory() as tmp:
-        old = os.environ.get(gguf_loader.CACHE_ENV)
-        os.environ[gguf_loader.CACHE_ENV] = tmp
+        old = os.environ.get(downloads.CACHE_ENV)
+        os.environ[downloads.CACHE_ENV] = tmp
         try:
             if first:
                 result["first"], _ = timed(lambda: load_model("smollm2"))
@@ -77,9 +77,9 @@ def load_times(repeats: int, first: bool) -> dict:
                                                  for _ in range(repeats))
         finally:
             if old is None:
-                os.environ.pop(gguf_loader.CACHE_ENV)
+                os.environ.pop(downloads.CACHE_ENV)
             else:
-                os.environ[gguf_loader.CACHE_ENV] = old
+                os.environ[downloads.CACHE_ENV] = old
     return result
 
 
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from transformers import AutoModelForCausalLM
 
-    gpt, tok = load_model("smollm2")  # fetches into the user's cache if needed
+    gpt, tok, _ = load_model("smollm2")  # fetches into the user's cache if needed
     path = smollm2.gguf_path()
     hf_load, hf = timed(lambda: AutoModelForCausalLM.from_pretrained(
         str(path.parent), gguf_file=path.name, dtype=torch.float32).eval())

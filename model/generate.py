@@ -13,6 +13,7 @@ import types
 
 from .decode import generate
 from .loading import load_model
+from .quant import MODES
 from .sampling import SEED_MAX, SETTINGS, SamplingSettings
 from .session import DecodingSession
 
@@ -35,6 +36,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m model.generate", description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=DEFAULT_MODEL,
                     help="checkpoint dir, HF GPT-2 snapshot dir, .gguf file or 'smollm2'")
+    ap.add_argument("--mode", choices=MODES, default="exact",
+                    help="exact: float32, the weights as loaded; fast: 4-bit and 8-bit weights, "
+                         "faster and close to exact (default exact)")
     ap.add_argument("--prompt", default="", help="text to continue ('' = start of a document)")
     ap.add_argument("--max-new-tokens", type=int, default=100)
     add_setting_flags(ap)
@@ -46,7 +50,7 @@ def main(argv=None) -> int:
         settings = SamplingSettings.from_dict({name: getattr(args, name) for name in SETTINGS})
         if args.max_new_tokens < 0:
             raise ValueError(f"--max-new-tokens must be >= 0, but is {args.max_new_tokens}")
-        gpt, tokenizer, _ = load_model(args.model)
+        gpt, tokenizer, _ = load_model(args.model, mode=args.mode)
         session = DecodingSession(gpt, tokenizer, seed=args.seed)
         notice = session.reset(args.prompt)
     except (ValueError, FileNotFoundError) as e:

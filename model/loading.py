@@ -5,23 +5,33 @@ from __future__ import annotations
 from pathlib import Path
 
 from .checkpoint import MODEL_TYPE, Loaded, load_checkpoint, read_config
+from .quant import apply_mode, check_mode
 from .registry import NAMED_MODELS
 
 
-def load_model(path) -> Loaded:
+def load_model(path, mode: str = "exact") -> Loaded:
     """Returns (gpt, tokenizer, card): gpt in eval mode on the CPU, tokenizer a
     tiktoken.Encoding, card a dict that says what the model is and where it came from.
 
     path: one of our checkpoint directories, a Hugging Face GPT-2 snapshot directory, a name
     in model/registry.py ("smollm2": SmolLM2-135M-Instruct, fetched once, then cached), or a
     Llama-architecture .gguf file (converted once into the cache; see model/gguf/).
+
+    mode: "exact" computes in float32 on the weights as loaded (for a GGUF, exactly what its
+    blocks describe, equal to Hugging Face transformers); "fast" computes on 4-bit and 8-bit
+    weights with bfloat16 activations: about twice as fast to decode, close to exact but not
+    equal (model/quant.py says how; tests/test_fast.py bounds how far). Any model can be made
+    fast: a Q4_1 GGUF keeps its own codes, a float32 checkpoint is quantized the same way
+    (lossy). card["mode"] and card["arithmetic"] say which mode the model runs in and what it
+    computes with.
     """
+    check_mode(mode)
     if str(path) in NAMED_MODELS:
-        return NAMED_MODELS[str(path)].load()
+        return NAMED_MODELS[str(path)].load(mode=mode)
     directory = Path(path)
     if directory.suffix.lower() == ".gguf" and directory.is_file():
         from .smollm2 import load_gguf_file
-        return load_gguf_file(directory)
+        return load_gguf_file(directory, mode=mode)
     if not directory.exists():
         raise FileNotFoundError(f"model path {str(path)!r} does not exist; pass a checkpoint "
                                 "directory, a Hugging Face GPT-2 snapshot directory, a .gguf "
@@ -32,9 +42,9 @@ def load_model(path) -> Loaded:
     meta = read_config(directory)
     kind = meta.get("model_type")
     if kind == MODEL_TYPE:
-        return load_checkpoint(directory)
+        return apply_mode(load_checkpoint(directory), mode)
     if kind == "gpt2":
         from .hf_gpt2 import load_gpt2_snapshot
-        return load_gpt2_snapshot(directory, meta)
+        return apply_mode(load_gpt2_snapshot(directory, meta), mode)
     raise ValueError(f"{directory / 'config.json'}: model_type {kind!r} is not supported; "
                      f"expected {MODEL_TYPE!r} (our checkpoints) or 'gpt2'")

