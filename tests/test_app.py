@@ -492,3 +492,16 @@ def test_gradio_client_scripts_a_session(ckpt):
             "/reset", "/step", "/pick", "/undo", "/distribution", "/generate"}
     finally:
         demo.close()
+
+
+def test_the_mode_flag_loads_models_fast_and_the_page_and_api_say_so(ckpt, monkeypatch):
+    launched = {}
+    monkeypatch.setattr(gr.Blocks, "launch", lambda self, **kw: launched.update(demo=self))
+    app.main(["--model", ckpt, "--mode", "fast", "--port", "7999"])
+    demo = launched["demo"]
+    assert demo.registry.get(ckpt).card["mode"] == "fast"
+    page = Page(demo.registry)
+    assert page.start()["model"]["mode"] == "fast"
+    assert "fast:" in page.panel
+    _, info = page.api.reset(None, "To be", 0, "", False)
+    assert info["mode"] == "fast"

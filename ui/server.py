@@ -1,17 +1,20 @@
 """Running the playground: the command line, the memory budget, and Gradio's launch.
 
-    python app.py [--model PATH ...] [--host 127.0.0.1] [--port 7860] [--threads 1]
-                  [--memory-budget-mb N] [--share]
+    python app.py [--model PATH ...] [--mode exact|fast] [--host 127.0.0.1] [--port 7860]
+                  [--threads 1] [--memory-budget-mb N] [--share]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
 import torch
 
+from model.loading import load_model
+from model.quant import MODES
 from model.registry import NAMED_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,6 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="a checkpoint directory, a Hugging Face GPT-2 snapshot directory, a .gguf "
                         f"file, or one of {sorted(NAMED_MODELS)}; repeat for several (the first is "
                         f"the default). Default: {' and '.join(DEFAULT_MODELS)}")
+    p.add_argument("--mode", choices=MODES, default="exact",
+                   help="exact: float32, the same numbers as Hugging Face transformers; fast: "
+                        "4-bit and 8-bit weights, about twice as fast and close to exact (the page "
+                        "and the API say which). Default exact")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 = every interface, e.g. for a workshop)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
@@ -65,7 +72,8 @@ def main(argv=None, build_demo=None) -> None:
     torch.set_num_threads(args.threads)
     # The default checkpoint lives next to app.py, wherever the server is started from.
     defaults = [os.path.relpath(ROOT / m) if (ROOT / m).exists() else m for m in DEFAULT_MODELS]
-    demo = build_demo(args.model or defaults, budget_bytes=args.memory_budget_mb * 2**20)
+    demo = build_demo(args.model or defaults, budget_bytes=args.memory_budget_mb * 2**20,
+                      loader=functools.partial(load_model, mode=args.mode))
     try:  # load the default model now, so the first visitor does not wait for it
         demo.registry.get(demo.registry.default)
     except Exception as e:
