@@ -21,6 +21,8 @@ Scripting a session with gradio_client (each Client is its own session):
     for update in c.submit(20, {"temperature": 0.8}, api_name="/generate"):  # streams; stops
         print(update["text"])                                              # at end-of-text
     c.predict(api_name="/export")                                # the whole history as JSON
+    c.predict("To be, or not to be", api_name="/score")          # every token's loss; the next token
+    c.predict(5, api_name="/lens")                               # each layer's top 5 for the next token
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             elem_id="playground", apply_default_css=False, container=False, padding=False,
             schema=json.dumps(schema()), limits=json.dumps(limits.to_dict()),
             presets=json.dumps(presets_for_page()), models=json.dumps(registry.choices()))
+        with gr.Accordion("Score a text: what pretraining sees", open=False, elem_id="score-section"):
+            scorer = gr.HTML("", html_template=page.SCORE_TEMPLATE, js_on_load=page.SCORE_MOUNT_JS,
+                             elem_id="scorer", apply_default_css=False, container=False, padding=False,
+                             limits=json.dumps(limits.to_dict()))
         with gr.Accordion("How decoding works (and a common misconception)", open=False):
             gr.Markdown(explain.GUIDE)
             gr.Markdown("\n".join(f"* **{n}**: {d}" for n, d in DESCRIPTIONS.items()))
@@ -80,9 +86,10 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_token = gr.JSON(None, label="token")
             a_n = gr.JSON(None, label="n")
             a_top_n = gr.JSON(None, label="top_n")
+            a_text = gr.Textbox(label="text")
             a_out = gr.JSON(label="result")
             b = {name: gr.Button(name) for name in
-                 ("reset", "step", "pick", "undo", "distribution", "generate", "export")}
+                 ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens")}
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -94,6 +101,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
                       if name == "generate" else {})
             getattr(playground, name)(getattr(handlers, name), [state], outputs,
                                       api_name=f"page_{name}", **limits, **quiet)
+        # The scorer reads the tab's model and changes nothing: the state is only an input.
+        scorer.score(handlers.score, [state], [scorer], api_name="page_score", **quiet)
 
         # ---- the API ----
         pub = dict(api_visibility="public", show_progress="hidden")
@@ -107,6 +116,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["generate"].click(api.generate, [state, a_n, a_settings], a_out, api_name="generate",
                             concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate", **pub)
         b["export"].click(api.export, [state], a_out, api_name="export", **pub)
+        b["score"].click(api.score, [state, a_text], a_out, api_name="score", **pub)
+        b["lens"].click(api.lens, [state, a_top_n], a_out, api_name="lens", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

@@ -310,7 +310,7 @@ def run_wave(args, url: str, servers: list[psutil.Process]) -> dict:
     from model.loading import load_model
     torch.set_num_threads(1)  # this process shares the cores with the server
     local = ROOT / args.model
-    loaded = load_model(local if local.exists() else args.model)  # a path, or a name: smollm2
+    loaded = load_model(local if local.exists() else args.model, mode=args.mode)  # a path, or a name
     mismatches = []
     for u in users:
         if u["export"] is None:
@@ -378,6 +378,8 @@ def main(argv=None):
     p.add_argument("--think", type=float, nargs=2, default=(0.3, 2.0), metavar=("MIN", "MAX"),
                    help="seconds a user waits between clicks (uniform); 0 0 = no pause")
     p.add_argument("--max-requests", type=int, default=400, help="per user, a bound on the loop")
+    p.add_argument("--mode", choices=("exact", "fast"), default="exact",
+                   help="the server's --mode (the replay runs the same mode)")
     p.add_argument("--model", default="checkpoints/shakespeare",
                    help="the model the server serves by default, for the replay (with --url: "
                         "the one that server was started with)")
@@ -429,11 +431,12 @@ def main(argv=None):
         log_path = tmp / f"bench_load_server_{port}.log"
         if args.workers:
             results["server"] = f"deploy.cluster, {args.workers} workers behind nginx"
-            server = start_cluster(port, args.workers, ["--model", args.model], tmp / f"bench_load_cluster_{port}",
+            server = start_cluster(port, args.workers, ["--model", args.model, "--mode", args.mode],
+                                   tmp / f"bench_load_cluster_{port}",
                                    log_path)
         else:
             results["server"] = "python app.py"
-            server = start_app(port, ["--model", args.model], log_path)
+            server = start_app(port, ["--model", args.model, "--mode", args.mode], log_path)
         results["server_log"] = str(log_path)
     try:
         # A server of ours may take minutes (a first SmolLM2 load converts it); one that

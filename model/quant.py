@@ -272,6 +272,7 @@ def apply_mode(loaded: Loaded, mode: str) -> Loaded:
     """The loaded (exact) model in `mode`, its card saying so: card["mode"] is "exact" or
     "fast", card["arithmetic"] what it computes with."""
     gpt, tokenizer, card = loaded
+    card = {"parameters": gpt.num_params(), **card}  # counted before the weights become codes
     if check_mode(mode) == "fast":
         try:
             arithmetic = quantize_model(gpt)

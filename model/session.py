@@ -125,6 +125,12 @@ class DecodingSession:
         return self._lock
 
     @property
+    def window(self) -> int:
+        """Where the model's view of ids starts: the logits were computed over ids[window:]
+        (0 until the context has filled once; then it slides, see kv_cache.context_window)."""
+        return self._window
+
+    @property
     def ids(self) -> list[int]:
         return self._ids
 

@@ -18,6 +18,7 @@ from .raw_client import Reply, strict_json
 
 SETTING_NAMES = tuple(SETTINGS)
 SESSION_TOKENS = Limits().session_tokens
+LENS_TOP_N = Limits().lens_top_n
 MAX_MESSAGE = 2_000_000  # an error message may quote the bad value, but stays bounded
 
 
@@ -106,6 +107,17 @@ def check(server, name: str, reply: Reply, args) -> None:
         assert d["steps"] >= 0, where
     elif name == "export":
         assert isinstance(d["steps"], list), where
+    elif name == "score":
+        tokens = d["tokens"]
+        assert tokens and tokens[0]["prob"] is None and d["predicted"] == len(tokens) - 1, where
+        assert all(0 <= t["id"] < server.vocab for t in tokens), where
+        assert all(0.0 <= t["prob"] <= 1.0 and t["rank"] >= 1 for t in tokens[1:]), where
+        assert d["predicted"] == 0 or (math.isfinite(d["mean_loss_nats_per_token"])
+                                       and d["mean_loss_nats_per_token"] >= 0), where
+    elif name == "lens":
+        assert len(d["layers"]) >= 2 and d["layers"][-1]["final_rank"] == 1, where
+        assert all(1 <= len(e["top"]) <= LENS_TOP_N for e in d["layers"]), where
+        assert all(0.0 <= p <= 1.0 for e in d["layers"] for _, _, p in e["top"]), where
 
 
 def keep_room(server, reply: Reply) -> None:
@@ -150,4 +162,8 @@ def draw_args(data, name: str, server) -> tuple:
         return data.draw(token, "token"), data.draw(hostile_settings, "settings")
     if name == "generate":
         return data.draw(counts, "n"), data.draw(hostile_settings, "settings")
+    if name == "score":
+        return (data.draw(st.one_of(texts, junk), "text"),)
+    if name == "lens":
+        return (data.draw(st.one_of(st.integers(1, 8), st.integers(-5, LENS_TOP_N + 5), scalars, junk), "top_n"),)
     return ()  # undo, export

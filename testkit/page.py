@@ -95,6 +95,18 @@ class Tab:
         self.page.keyboard.type(str(text))
         self.page.keyboard.press("Enter")
 
+    def open_section(self, title, tap=False):
+        """Open a closed section (a gr.Accordion) by clicking, or tapping, its title."""
+        title_el = self.page.get_by_text(title, exact=True).first
+        title_el.tap() if tap else title_el.click()
+
+    def hover(self, selector, index=0):
+        """Move the mouse over the middle of an element, as a person points at it."""
+        target = self.page.locator(selector).nth(index)
+        target.scroll_into_view_if_needed()  # as a person scrolls to what they point at
+        box = target.bounding_box()
+        self.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
     def click_bar(self, index, y_fraction=0.92):
         """Click inside bar `index`'s column, near the bottom of the plot, where a short bar is."""
         hit = self.page.locator(".dp-hits .dp-hit").nth(index).bounding_box()

@@ -40,8 +40,8 @@ from ui.api import API
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
-SHARE = {"reset": 0.17, "distribution": 0.2, "step": 0.2, "pick": 0.15, "generate": 0.13,
-         "sequence": 0.15}  # a sequence example sends 3 calls, so ~2,000 in all
+SHARE = {"reset": 0.15, "distribution": 0.17, "step": 0.17, "pick": 0.13, "generate": 0.11,
+         "score": 0.06, "lens": 0.06, "sequence": 0.15}  # a sequence example sends 3 calls, so ~2,000 in all
 
 
 def examples(name: str) -> settings:
@@ -128,7 +128,22 @@ def test_generate_survives_generated_hostile_input(server, data):
     run(server, "generate", *draw_args(data, "generate", server))
 
 
-CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export"])
+@given(data=st.data())
+@examples("score")
+def test_score_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("score")
+    run(server, "score", *draw_args(data, "score", server))
+
+
+@given(data=st.data())
+@examples("lens")
+def test_lens_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("lens")
+    run(server, "lens", *draw_args(data, "lens", server))
+
+
+CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
+                         "score", "lens"])
 
 
 @given(data=st.data())
@@ -145,6 +160,8 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "step": lambda: (data.draw(plausible_settings),),
                     "pick": lambda: (data.draw(st.integers(0, server.vocab - 1)), {}),
                     "generate": lambda: (data.draw(st.integers(1, 3)), data.draw(plausible_settings)),
+                    "score": lambda: (data.draw(st.sampled_from(["To be, or not", "x", "🙂 ok"])),),
+                    "lens": lambda: (data.draw(st.integers(1, 8)),),
                     "undo": tuple, "export": tuple}[name]()
             Fuzz.sent += 1
             reply = fresh.call(name, *args)
@@ -157,9 +174,11 @@ def test_calls_before_reset_name_what_to_do_and_undo_on_empty_history_is_a_no_op
     fresh = RawSession(server.url)
     try:
         for name, args in [("step", ({},)), ("pick", (1, {})), ("undo", ()), ("generate", (2, {})),
-                           ("export", ()), ("distribution", ({}, 5))]:
+                           ("export", ()), ("distribution", ({}, 5)), ("lens", (5,))]:
             reply = fresh.call(name, *args)
             assert not reply.ok and "No model is loaded" in reply.error, (name, reply)
+        scored = fresh.call("score", "To be, or not")  # scoring needs no session: the default model
+        assert scored.ok and scored.data["model"] == server.model, scored
         assert fresh.call("reset", "", 0, "", False).ok
         undo = fresh.call("undo")
         assert undo.ok and undo.data["undone"] is None and undo.data["steps"] == 0

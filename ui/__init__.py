@@ -1,12 +1,16 @@
-"""The playground's user interface pieces: pure Python that app.py wires to Gradio.
+"""The playground's user interface: pure Python that app.py wires to Gradio, and the page.
 
-- tokens.py    token labels with visible whitespace, the prompt's token chips, the coloured text
-- chart.py     the data the browser's chart is drawn from, and the server-side summary of it
-- settings.py  sampling settings from sliders, the API and the URL, validated
-- state.py     the shared model registry and each browser session's own state
-- presets.py   named settings (Greedy ... Wild)
-- explain.py   the short explanations beside each control
-- model_panel.py  the model's facts and its training curve
-- page.py      the page's HTML templates, mount scripts and static files
-- static/      the page's JavaScript (the pipeline, recomputed in the browser) and CSS
+- actions.py   every action a visitor can take, for the page and the API alike; the limits
+- handlers.py  the page's events: an action's data in, one payload out (views.py builds it)
+- api.py       the scripting API's endpoints, over the same actions
+- inside.py    scoring a text and the logit lens, for the page and the API
+- state.py     the shared model registry and each browser tab's own state
+- sessions.py  the server's table of live sessions: a memory budget, closed tabs freed
+- server.py    the command line and the launch
+- chart.py     the data the page's chart is drawn from, and the server's summary of it
+- tokens.py    token labels with visible whitespace, the prompt's chips, the text's tokens
+- presets.py, explain.py, model_panel.py   named settings, the guide, the model panel
+- page.py      the page's HTML skeletons, mount scripts and static files
+- static/      the page: pipeline.js walks model/sampling.py's table; app.js, controls.js,
+               chart.js, text.js, score.js, lens.js, playground.css
 """

@@ -32,6 +32,10 @@ class Limits:
     session_tokens: int = 1000  # tokens a session may add before a Reset (bounds its memory)
     seed_max: int = SEED_MAX
     top_n: int = 1000  # tokens a /distribution call may list
+    # A text to score: refused beyond this (one forward over all of it: ~1,100 tokens and a few
+    # seconds of one core for SmolLM2, whose context is 8,192; the Shakespeare GPT sees 256).
+    score_chars: int = 4000
+    lens_top_n: int = 50  # tokens per layer a logit lens may list
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -71,6 +75,25 @@ def check_text(name: str, value) -> str:
     if not isinstance(value, str):
         raise UserError(f"{name} must be text, but is {type(value).__name__} {value!r:.80}")
     return value
+
+
+def check_score_text(value, max_chars: int) -> str:
+    """A text to score: not empty, valid Unicode, at most max_chars characters (refused
+    rather than cut: a score is for the text the visitor gave)."""
+    text = check_text("text", value)
+    if not text:
+        raise UserError("The text to score is empty: type or paste some text (two tokens or "
+                        "more, so that at least one of them is predicted).")
+    if len(text) > max_chars:
+        raise UserError(f"The text has {len(text):,} characters; at most {max_chars:,} are scored "
+                        "at once. Paste a shorter piece (the model sees only its last "
+                        "context-length tokens anyway).")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UserError(f"The text is not valid Unicode: {e.reason} at character {e.start:,} "
+                        f"({text[e.start:e.end]!r}). Copy it again from its source.") from None
+    return text
 
 
 def settings_from(value) -> SamplingSettings:

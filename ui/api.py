@@ -3,6 +3,7 @@ the page. Each gradio_client.Client is its own session.
 
     reset(prompt, seed, model="", chat=False)   distribution(settings, top_n)   step(settings)
     pick(token, settings)   undo()   generate(n, settings) (streams)   export()
+    score(text)   lens(top_n)
 
 Settings are a JSON object of SamplingSettings fields; missing ones keep their defaults.
 A failure is a gradio error whose message names the bad value and what to do.
@@ -14,6 +15,7 @@ import gradio as gr
 
 from .actions import Actions, as_user_error, check_text, settings_from
 from .chart import distribution_summary
+from .inside import Inside
 from .tokens import token_label
 
 
@@ -34,6 +36,7 @@ class API:
 
     def __init__(self, actions: Actions):
         self.actions = actions
+        self.inside = Inside(actions)
 
     def reset(self, user, prompt, seed, model, chat, request: gr.Request = None):
         a = self.actions
@@ -92,5 +95,23 @@ class API:
     def export(self, user):
         try:
             return self.actions.export(user)
+        except Exception as e:
+            raise _fail(e) from None
+
+    def score(self, user, text):
+        """Every token of `text` scored by the session's model (the default before a reset):
+        probability, rank, surprisal, top alternatives; the mean loss; the next token."""
+        try:
+            loaded, result = self.inside.score(user, text)
+            return self.inside.score_result(loaded, result)
+        except Exception as e:
+            raise _fail(e) from None
+
+    def lens(self, user, top_n):
+        """The logit lens after the session's last token: each layer's top_n, and where it
+        ranks the model's final choice."""
+        try:
+            loaded, where, result = self.inside.lens(user, top_n)
+            return self.inside.lens_result(loaded, where, result)
         except Exception as e:
             raise _fail(e) from None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .actions import Actions, UserError, as_user_error, settings_from
+from .inside import Inside
 from .model_panel import model_panel_html
 from .state import UserState, display_name
 from .views import PageView
@@ -25,6 +26,7 @@ def event_data(evt) -> dict:
 class PageHandlers:
     def __init__(self, actions: Actions):
         self.actions, self.view = actions, PageView(actions)
+        self.inside = Inside(actions)
 
     def _guard(self, user, ack, fn):
         try:
@@ -188,3 +190,18 @@ class PageHandlers:
         d = event_data(evt)
         return user, self._guard(user, d.get("id"),
                                  lambda: self.view.message(user, d.get("id"), export=self.actions.export(user)))
+
+    # ---- inside the model ----
+
+    def lens(self, user, evt: gr.EventData):
+        """The logit lens on the next token: each layer's top tokens, for the table below the
+        chart (the page marks it stale when the step changes)."""
+        d = event_data(evt)
+        return user, self._guard(user, d.get("id"), lambda: self.view.message(
+            user, d.get("id"), lens=self.inside.lens_page(user, d.get("top_n"))))
+
+    def score(self, user, evt: gr.EventData):
+        """The scorer (its own component): a text in, every token's score out. It reads the
+        tab's model and changes nothing, so the state is not an output."""
+        d = event_data(evt)
+        return self.inside.score_page(user, d.get("text"), d.get("id"))

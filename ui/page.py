@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
-SCRIPTS = ("pipeline.js", "controls.js", "chart.js", "text.js", "app.js")
+SCRIPTS = ("pipeline.js", "controls.js", "chart.js", "text.js", "lens.js", "score.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -96,7 +96,10 @@ TEMPLATE = """
         <select class="dp-compare-with" aria-label="settings to compare with"></select>
         <button type="button" class="dp-btn dp-pin">Pin current settings</button>
         <span class="dp-muted">same logits, same u: only the settings differ</span>
+        <button type="button" class="dp-btn dp-lens-btn" aria-expanded="false"
+          aria-controls="dp-lens">Logit lens</button>
       </div>
+      <section class="dp-lens" id="dp-lens" hidden aria-label="Logit lens" aria-live="polite"></section>
     </div>
     <div class="dp-output">
       <div class="dp-text" aria-label="the text so far; Tab to a token, Enter shows its distribution"></div>
@@ -129,10 +132,55 @@ MOUNT_JS = """
 (function mount() {
   if (!(window.DP && window.DP.mount && window.Plotly)) return setTimeout(mount, 25);
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
-  // 'inspect' 'generate' 'stop' 'seed' 'export'
+  // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
   DP.mount(element, trigger, props, watch);
 })();
 """
 EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind", "inspect",
-          "generate", "stop", "seed", "export")
+          "generate", "stop", "seed", "export", "lens")
 assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"
+
+
+# ---- the scorer: its own component below the playground (static/score.js) ----
+# Phone order: the text, Score, the numbers, the coloured tokens, the loss plot, the next
+# token, the explanation; playground.css puts the next token beside the tokens when wide.
+SCORE_TEMPLATE = """
+<div class="ds-app">
+  <p class="ds-intro">Pretraining shows the model a text and asks it to predict <b>every</b>
+  token from the ones before it; the loss is the mean surprise. Paste any text to see that
+  surprise token by token.</p>
+  <label class="dp-label" for="ds-input">Text to score <span class="dp-muted ds-limit"></span></label>
+  <textarea id="ds-input" class="ds-input" rows="4" spellcheck="false"
+    placeholder="Type or paste any text, e.g. a line of Shakespeare."></textarea>
+  <div class="ds-actions">
+    <button type="button" class="dp-btn dp-primary ds-score">Score</button>
+    <label class="ds-auto-box"><input type="checkbox" class="ds-auto" checked> score as I type</label>
+    <span class="ds-status dp-muted" aria-live="polite"></span>
+  </div>
+  <div class="ds-result" hidden>
+    <div class="ds-summary"></div>
+    <div class="ds-cols">
+      <div class="ds-left">
+        <div class="ds-tokens" aria-label="the text's tokens coloured by probability; Tab to a token for its numbers"></div>
+        <div class="dp-legend"><span>Probability the model gave each token:</span><span>unlikely</span>
+          <span class="dp-grad"></span><span>likely</span><span class="ds-first-key">grey = the first
+          token, nothing to predict it from</span><span>· hover, focus or tap a token</span></div>
+        <div class="ds-plot-title"></div>
+        <div class="ds-plot"></div>
+      </div>
+      <aside class="ds-next" aria-label="the next token after the text"></aside>
+    </div>
+    <div class="ds-explain"></div>
+  </div>
+</div>
+"""
+
+SCORE_MOUNT_JS = """
+(function mount() {
+  if (!(window.DPScore && window.DPScore.mount && window.DPText)) return setTimeout(mount, 25);
+  // Events it sends: 'score'
+  DPScore.mount(element, trigger, props, watch);
+})();
+"""
+SCORE_EVENTS = ("score",)
+assert all(f"'{e}'" in SCORE_MOUNT_JS for e in SCORE_EVENTS)

@@ -100,6 +100,12 @@
     promptBox.addEventListener("compositionstart", () => { composing = true; });
     promptBox.addEventListener("compositionend", () => { composing = false; promptChanged(); });
     chatBox.addEventListener("change", () => act("prompt", { text: promptBox.value, chat: chatBox.checked }));
+    // The scorer (score.js) puts a text into the prompt box: then it goes the way typing goes.
+    global.DP.setPrompt = (value) => {
+      promptBox.value = String(value);
+      promptBox.scrollIntoView({ block: "center" });
+      promptChanged();
+    };
 
     /* ---- the actions ---- */
     function act(name, data) {
@@ -138,6 +144,7 @@
       $(".dp-stop").disabled = !on;
       $(".dp-generate").disabled = on;
       app.classList.toggle("dp-generating", on);
+      lens.sync(st.live, on);
       if (on) $(".dp-heading").innerHTML = "Generating … <span class=\"dp-muted\">the chart shows the next token " +
         "again when it stops (Esc or Stop)</span>";
       else if (st.shown) heading(st.shown);
@@ -164,6 +171,9 @@
       inspect: (stepNo) => act("inspect", { step: stepNo }),
       rewind: (stepNo) => act("rewind", { step: stepNo }),
     });
+
+    /* ---- the logit lens below the chart (lens.js): the live step's layers, on request ---- */
+    const lens = global.DPLens.mount($(".dp-lens"), $(".dp-lens-btn"), { request: () => act("lens", { top_n: 5 }) });
 
     /* ---- the chart ---- */
     const labelOf = (id) => {
@@ -262,6 +272,7 @@
       if (D.models) setModels(D.models);
       if (D.loading !== undefined) setLoading(D.loading);
       if (D.model) {
+        if (st.model !== D.model.name) document.dispatchEvent(new CustomEvent("dp-model", { detail: D.model.name }));
         st.model = D.model.name; modelSelect.value = D.model.name;
         st.chatAvailable = D.model.chat;
         $(".dp-chat").hidden = !D.model.chat;
@@ -292,6 +303,8 @@
       if (D.status !== undefined) status(D.status, "note");
       if (D.notice) toast(D.notice.text, D.notice.kind);
       if (D.generating !== undefined && !D.generating) { st.generating = false; setGenerating(false); }
+      if (D.lens) lens.show(D.lens, st.live, st.generating);
+      else lens.sync(st.live, st.generating);
       if (D.evicted) showEvicted();
       if (D.export) download(D.export);
       if (D.ack) acked(D.ack);
