@@ -94,10 +94,10 @@ WATCH_JS = """() => {
   new MutationObserver(() => window.__tokens.push([performance.now(),
     document.querySelectorAll('.dp-text .dp-tok').length])).observe(
     document.querySelector('.dp-text'), {childList: true});
-  new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push(e.duration); })
+  new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__long.push([e.startTime, e.duration]); })
     .observe({type: 'longtask'});
   document.addEventListener('click', (ev) => { if (ev.target.closest('.dp-stop'))
-    window.__stopAt = ev.timeStamp; }, true);
+    window.__stopAt = ev.timeStamp; if (ev.target.closest('.dp-generate')) window.__genAt = ev.timeStamp; }, true);
 }"""
 
 
@@ -134,6 +134,7 @@ def stop_latency(tab: Tab, runs: int) -> list[float]:
     """Generate, click Stop after 0.3-1.5 s; the time from the click reaching the browser to
     the last token drawn after it (0 when none was), in ms."""
     out = []
+    set_n(tab, 1000)
     for i in range(runs):
         tab.type_into(".dp-prompt", f"KING HENRY:\n{i}")
         tab.ready()
@@ -151,9 +152,11 @@ def stop_latency(tab: Tab, runs: int) -> list[float]:
     return out
 
 
-def generate_blocks(tab: Tab, gpt, tokenizer, blocks: int) -> tuple[list[float], list[float], list[float]]:
+def generate_blocks(tab: Tab, gpt, tokenizer, blocks: int) -> tuple[list[float], list[float], list, list]:
     """Five 200-token Generates in the page and five in DecodingSession, alternating; the
-    page's time from the click to the final snapshot."""
+    page's time from the click to the final snapshot. Long tasks are split into those while
+    tokens stream (from the click to the last token drawn: what would delay a Stop) and those
+    after it (the final chart, drawn once the Generate has ended)."""
     from model.sampling import SamplingSettings
     from model.session import DecodingSession
 
@@ -162,21 +165,26 @@ def generate_blocks(tab: Tab, gpt, tokenizer, blocks: int) -> tuple[list[float],
     set_n(tab, 200)
     engine = DecodingSession(gpt, tokenizer, seed=0)
     engine.reset("ROMEO:")
-    page_s, engine_s = [], []
-    tab.page.evaluate("() => { window.__long = []; }")
+    page_s, engine_s, streaming, after = [], [], [], []
     for _ in range(blocks):
         before = tab.token_count()
+        tab.page.evaluate("() => { window.__long = []; window.__tokens = []; }")
         t0 = time.perf_counter()
         tab.click(".dp-generate")
-        tab.wait("n => document.querySelectorAll('.dp-text .dp-tok').length >= n + 200 && "
-                 "!document.querySelector('.dp-app.dp-generating') && !DP.state.pending",
-                 before, timeout=300_000)
+        tab.page.wait_for_function(
+            "n => document.querySelectorAll('.dp-text .dp-tok').length >= n + 200 && "
+            "!document.querySelector('.dp-app.dp-generating') && !DP.state.pending && !DP.state.drawing",
+            arg=before, timeout=300_000, polling=50)
         page_s.append(time.perf_counter() - t0)
+        start, longs, tokens = tab.page.evaluate("() => [window.__genAt, window.__long, window.__tokens]")
+        last = max((t for t, n in tokens if n >= before + 200), default=start)
+        streaming += [d for s, d in longs if start <= s <= last]
+        after += [d for s, d in longs if s > last]
         t0 = time.perf_counter()
         for _ in engine.generate(200, SamplingSettings()):
             pass
         engine_s.append(time.perf_counter() - t0)
-    return page_s, engine_s, tab.page.evaluate("() => window.__long")
+    return page_s, engine_s, streaming, after
 
 
 def run(moves: int, steps: int, stops: int, blocks: int) -> dict:
@@ -212,8 +220,8 @@ def run(moves: int, steps: int, stops: int, blocks: int) -> dict:
                 results["bare"] += bare_page.evaluate(BARE_JS, [steps // rounds])
             tab.page.evaluate(WATCH_JS)
             results["stop"] = stop_latency(tab, stops)
-            results["page_gen"], results["engine_gen"], results["long"] = generate_blocks(
-                tab, gpt, tokenizer, blocks)
+            results["page_gen"], results["engine_gen"], results["long"], results["long_after"] = \
+                generate_blocks(tab, gpt, tokenizer, blocks)
             vocab = gpt.config.vocab_size
             browser.close()
     finally:
@@ -246,9 +254,11 @@ def table(out: dict, command: str) -> str:
               "| engine | " + " | ".join(f"{x:.2f}" for x in engine) + " |",
               "| page / engine | " + " | ".join(f"{x:.2f}" for x in ratios) + " |", "",
               f"Median page / engine {statistics.median(ratios):.2f} (target ≤ 1.5); fifth block / first "
-              f"{page[-1] / page[0]:.2f} (target ≤ 1.2). Longest main-thread task during those "
-              f"Generates: {max(r['long'], default=0):.0f} ms over {len(r['long'])} long tasks "
-              "(target: none over 50 ms).", "",
+              f"{page[-1] / page[0]:.2f} (target ≤ 1.2). Main-thread tasks over 50 ms while the "
+              f"tokens streamed (from the click to the last token drawn): {len(r['long'])}, the longest "
+              f"{max(r['long'], default=0):.0f} ms (target: none). After the last token, when each "
+              f"Generate had ended, the final chart is drawn: {len(r['long_after'])} long tasks, the "
+              f"longest {max(r['long_after'], default=0):.0f} ms (Plotly drawing a new step's bars).", "",
               f"Command: `{command}`", ""]
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ CHART = ".dp-main"
 META = f"() => document.querySelector('{CHART}').layout.meta"
 READY = (f"() => {{ const d = document.querySelector('{CHART}'); return d && d.layout && d.layout.meta"
          " && !document.querySelector('.dp-app').classList.contains('dp-generating') && "
-         "!(window.DP && DP.state && (DP.state.pending || DP.state.typing || DP.state.queue.length)); }")
+         "!(window.DP && DP.state && (DP.state.pending || DP.state.typing || DP.state.queue.length || DP.state.drawing)); }")
 
 
 class Tab:
@@ -50,7 +50,7 @@ class Tab:
 
     def wait_steps(self, n, timeout=30_000):
         self.wait("n => { const m = document.querySelector('.dp-main').layout.meta; "
-                  "return m.steps === n && m.mode === 'live' && !(DP.state && (DP.state.pending || DP.state.queue.length)); }", n, timeout)
+                  "return m.steps === n && m.mode === 'live' && !(DP.state && (DP.state.pending || DP.state.queue.length || DP.state.drawing)); }", n, timeout)
 
     def tokens(self) -> list[int]:
         """The generated tokens the text shows, in order."""

@@ -146,6 +146,7 @@ def test_step_pick_undo_and_generate_with_the_mouse(tab):
     tab.click(".dp-generate")
     tab.wait("() => { const m = document.querySelector('.dp-main').layout.meta; return (m.steps >= 6 || "
              "document.querySelector('.dp-text .dp-eot')) && !document.querySelector('.dp-app.dp-generating'); }")
+    tab.ready()
     assert tab.token_count() >= 2 and tab.meta()["steps"] == tab.token_count()
 
 

@@ -285,15 +285,25 @@
         else if (!st.stopping && !text.append(D.text.from, D.text.tokens)) st.stopping = true; // wait for a snapshot
       }
       if (D.chart) {
-        let P;
-        try { P = PL.prepare(D.chart); } catch (e) { console.error("bad chart payload", e); P = null; }
-        if (P) {
-          P._id = chartId++;
+        // The chart in tasks of its own, after this payload's text: preparing the logits and
+        // drawing each take tens of ms, and one long task would delay a click on Stop.
+        const id = chartId++, chart = D.chart;
+        st.drawing = id;
+        setTimeout(() => {
+          if (st.drawing !== id) return; // a newer chart is on its way
+          let P;
+          try { P = PL.prepare(chart); } catch (e) { console.error("bad chart payload", e); st.drawing = 0; return; }
+          P._id = id;
           if (P.labels_all) { st.labels[P.model] = P.labels_all; delete P.labels_all; }
-          if (P.mode === "live") st.live = P;
-          st.shown = P;
-          render(true);
-        }
+          requestAnimationFrame(() => {
+            if (st.drawing !== id) return;
+            if (P.mode === "live") st.live = P;
+            st.shown = P;
+            render(true);
+            st.drawing = 0;
+            app.dataset.loading = st.live ? "" : "1";
+          });
+        }, 0);
       }
       if (D.chips !== undefined) {
         $(".dp-chips-host").innerHTML = D.chips;

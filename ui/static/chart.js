@@ -222,45 +222,57 @@
     return { R, fig, promise };
   }
 
-  /* The hit layer: one button per bar, the whole height of its column. */
+  /* The hit layer: one button per bar, the whole height of its column. The buttons are kept
+     from one drawing to the next (only moved and relabelled) and listened to through the layer,
+     so a redraw on every slider move costs next to nothing here. */
   function placeHits(layer, div, fig, P, labelOf, onPick, onRest) {
     const full = div._fullLayout;
-    layer.textContent = "";
-    if (!full || !full.xaxis || !fig.draw) return;
+    if (!full || !full.xaxis || !fig.draw) { layer.textContent = ""; return; }
+    if (!layer._dp) listen(layer, div);
+    layer._dp = { fig, onPick, onRest };
     const xa = full.xaxis, ya = full.yaxis;
     const n = fig.data[0].x.length;
     const band = n > 1 ? Math.abs(xa.l2p(1) - xa.l2p(0)) : xa._length;
+    const height = (fig.layout.height || full.height) - ya._offset; // no layout read
     const live = P.mode === "live";
-    for (let i = 0; i < n; i++) {
-      const isRest = i >= fig.ids.length;
-      const id = isRest ? null : fig.ids[i];
+    while (layer.children.length > n) layer.lastChild.remove();
+    while (layer.children.length < n) {
       const b = document.createElement("button");
       b.type = "button";
+      layer.appendChild(b);
+    }
+    for (let i = 0; i < n; i++) {
+      const b = layer.children[i], isRest = i >= fig.ids.length, p = fig.data[0].y[i];
       b.className = "dp-hit" + (isRest ? " dp-hit-rest" : "");
-      b.style.left = (xa._offset + xa.l2p(i) - band / 2) + "px";
-      b.style.width = band + "px";
-      b.style.top = ya._offset + "px";
-      b.style.height = (div.clientHeight - ya._offset) + "px";
       b.dataset.index = i;
-      const p = fig.data[0].y[i];
+      b.style.cssText = "left:" + (xa._offset + xa.l2p(i) - band / 2) + "px;width:" + band + "px;top:" +
+        ya._offset + "px;height:" + height + "px";
       b.setAttribute("aria-label", isRest
         ? "the other " + fig.rest.toLocaleString("en") + " tokens, final mass " + pct(p)
         : (i + 1) + ": " + fig.labels[i] + ", final probability " + fmtP(p) + (live ? ", Enter picks it" : ""));
-      b.addEventListener("mouseenter", () => hover(div, i));
-      b.addEventListener("focus", () => hover(div, i));
-      b.addEventListener("mouseleave", () => global.Plotly.Fx.unhover(div));
-      b.addEventListener("blur", () => global.Plotly.Fx.unhover(div));
-      b.addEventListener("click", () => (isRest ? onRest(fig.rest) : onPick(id)));
-      b.addEventListener("keydown", (ev) => {
-        if (ev.key === "ArrowRight" || ev.key === "ArrowLeft") {
-          const next = layer.children[i + (ev.key === "ArrowRight" ? 1 : -1)];
-          if (next) next.focus();
-          ev.preventDefault();
-          ev.stopPropagation();
-        }
-      });
-      layer.appendChild(b);
     }
+  }
+
+  function listen(layer, div) {
+    const index = (ev) => { const b = ev.target.closest(".dp-hit"); return b ? Number(b.dataset.index) : -1; };
+    layer.addEventListener("mouseover", (ev) => { const i = index(ev); if (i >= 0) hover(div, i); });
+    layer.addEventListener("focusin", (ev) => { const i = index(ev); if (i >= 0) hover(div, i); });
+    layer.addEventListener("mouseleave", () => global.Plotly.Fx.unhover(div));
+    layer.addEventListener("focusout", () => global.Plotly.Fx.unhover(div));
+    layer.addEventListener("click", (ev) => {
+      const i = index(ev), d = layer._dp;
+      if (i < 0 || !d) return;
+      if (i >= d.fig.ids.length) d.onRest(d.fig.rest);
+      else d.onPick(d.fig.ids[i]);
+    });
+    layer.addEventListener("keydown", (ev) => {
+      const i = index(ev);
+      if (i < 0 || (ev.key !== "ArrowRight" && ev.key !== "ArrowLeft")) return;
+      const next = layer.children[i + (ev.key === "ArrowRight" ? 1 : -1)];
+      if (next) next.focus();
+      ev.preventDefault();
+      ev.stopPropagation();
+    });
   }
 
   function hover(div, i) {

@@ -54,10 +54,15 @@
     // The whole text from a snapshot: {prompt: {text, start_of_text}, tokens: [...]}.
     function reset(T) {
       hideTip(true);
-      const same = T.tokens.length === st.tokens.length && st.promptKey === JSON.stringify(T.prompt) &&
-        T.tokens.every((t, i) => t.token === st.tokens[i].token && t.text === st.tokens[i].text && t.how === st.tokens[i].how);
-      if (same && box.childNodes.length) { // the text on screen already (or in the next frame)
-        st.tokens = T.tokens.slice();
+      // The text on screen (or in the next frame) may already be the start of this one: then
+      // only the tokens after it are new (the end of a Generate brings its last few).
+      let k = 0;
+      const n = Math.min(T.tokens.length, st.tokens.length);
+      while (k < n && T.tokens[k].token === st.tokens[k].token && T.tokens[k].text === st.tokens[k].text &&
+             T.tokens[k].how === st.tokens[k].how) k++;
+      if (k === st.tokens.length && st.promptKey === JSON.stringify(T.prompt) && box.childNodes.length) {
+        for (let i = 0; i < k; i++) st.tokens[i] = T.tokens[i]; // fresh data for the tooltips
+        if (T.tokens.length > k) append(k, T.tokens.slice(k));
         return;
       }
       queued = [];
