@@ -20,21 +20,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import threading
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from model.batching import Batcher  # noqa: E402
-from model.loading import load_model  # noqa: E402
-from model.sampling import SamplingSettings  # noqa: E402
-from model.session import DecodingSession  # noqa: E402
-from testkit.models import HAMLET  # noqa: E402
+from model.batching import Batcher
+from model.loading import load_model
+from model.sampling import SamplingSettings
+from model.session import DecodingSession
+from testkit.models import HAMLET
 
 MODELS = {"shakespeare": "checkpoints/shakespeare", "smollm2": "smollm2"}
 SESSIONS = 8

@@ -6,8 +6,8 @@ one process so that load from other work on the machine hits both alike. Reports
 tokens/s of each, their ratio, whether the tokens are identical, and the time of one decode
 step at a short and a long context.
 
-    python benchmarks/bench_decode.py                 # about 3 minutes on 2 CPU cores
-    python benchmarks/bench_decode.py --repeats 3 --threads 1
+    python -m benchmarks.bench_decode                 # about 3 minutes on 2 CPU cores
+    python -m benchmarks.bench_decode --repeats 3 --threads 1
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from model import GPT, GPTConfig, generate  # noqa: E402
-from model.checkpoint import build_model  # noqa: E402
-from model.hf_gpt2 import CONV1D  # noqa: E402
+from model import GPT, GPTConfig, generate
+from model.checkpoint import build_model
+from model.hf_gpt2 import CONV1D
 
 GPT2_124M = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_embd=768)
 

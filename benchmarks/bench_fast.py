@@ -30,14 +30,13 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from model import smollm2  # noqa: E402
-from model.decode import generate  # noqa: E402
-from model.loading import load_model  # noqa: E402
-from model.quant import divergence  # noqa: E402
+from model import smollm2
+from model.decode import generate
+from model.loading import load_model
+from model.quant import divergence
 
 PROMPT_TOKENS, NEW_TOKENS = 64, 128
 PROMPT = ("The history of the printing press begins in the fifteenth century, when Johannes "

@@ -46,14 +46,13 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import psutil  # noqa: E402
+import psutil
 
-from testkit.server import (cluster_workers, free_port, start_app, start_cluster,  # noqa: E402
+from testkit.server import (cluster_workers, free_port, start_app, start_cluster,
                             wait_ready)
 
 PROMPTS = [

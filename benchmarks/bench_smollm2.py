@@ -1,6 +1,6 @@
 """SmolLM2-135M-Instruct on the CPU: our GPT against Hugging Face transformers, same weights.
 
-    python benchmarks/bench_smollm2.py [--repeats 5] [--threads 2] [--skip-first-load]
+    python -m benchmarks.bench_smollm2 [--repeats 5] [--threads 2] [--skip-first-load]
 
 Greedy decoding, a 64-token prompt, 128 new tokens: model.decode.generate against
 transformers' LlamaForCausalLM.generate on the same GGUF file, run alternately in one process
@@ -21,13 +21,12 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from model import downloads, smollm2  # noqa: E402
-from model.decode import generate  # noqa: E402
-from model.loading import load_model  # noqa: E402
+from model import downloads, smollm2
+from model.decode import generate
+from model.loading import load_model
 
 PROMPT_TOKENS, NEW_TOKENS = 64, 128
 TEXT = ("The history of the printing press begins in the fifteenth century, when Johannes "

@@ -5,13 +5,13 @@ CPU (default): nanoGPT's small CPU shape (4 layers, 4 heads, 128 wide, block 64,
 each (batch 12 per process). The two alternate, round after round, in the same run, so load
 from other work hits both alike; medians and their ratio are reported.
 
-    python benchmarks/bench_train.py --rounds 5
+    python -m benchmarks.bench_train --rounds 5
 
 GPU (--device cuda): GPT-2 124M (12 layers, 768 wide, block 1024, vocab 50304), bf16 autocast,
 compiled, batch 32 x 1024 per step, fused AdamW; tokens/s and MFU against the card's dense
 bf16 peak (training.train.PEAK_BF16, or --peak-tflops).
 
-    python benchmarks/bench_train.py --device cuda
+    python -m benchmarks.bench_train --device cuda
     torchrun --standalone --nproc_per_node=8 benchmarks/bench_train.py --worker --device cuda --parallel fsdp ...
 
 Workers print one JSON line; the driver starts them as subprocesses.
@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 CPU_SHAPE = dict(n_layer=4, n_head=4, n_embd=128, block_size=64, batch=12, vocab=65)
 GPU_SHAPE = dict(n_layer=12, n_head=12, n_embd=768, block_size=1024, batch=32, vocab=50304)
