@@ -300,6 +300,7 @@
             if (P.mode === "live") st.live = P;
             st.shown = P;
             render(true);
+            lens.sync(st.live, st.generating); // the table may belong to the step just left
             st.drawing = 0;
             app.dataset.loading = st.live ? "" : "1";
           });
