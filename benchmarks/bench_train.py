@@ -12,7 +12,7 @@ compiled, batch 32 x 1024 per step, fused AdamW; tokens/s and MFU against the ca
 bf16 peak (training.train.PEAK_BF16, or --peak-tflops).
 
     python -m benchmarks.bench_train --device cuda
-    torchrun --standalone --nproc_per_node=8 benchmarks/bench_train.py --worker --device cuda --parallel fsdp ...
+    torchrun --standalone --nproc_per_node=8 -m benchmarks.bench_train --worker --device cuda --parallel fsdp ...
 
 Workers print one JSON line; the driver starts them as subprocesses.
 """
@@ -93,10 +93,9 @@ def shape_flags(shape: dict) -> list[str]:
 
 
 def run_worker(nproc: int, flags: list[str], env: dict) -> dict:
-    script = str(Path(__file__).resolve())
-    cmd = [sys.executable, script, "--worker", *flags] if nproc == 1 else \
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", script,
-         "--worker", *flags]
+    module = ["-m", "benchmarks.bench_train", "--worker", *flags]
+    cmd = [sys.executable, *module] if nproc == 1 else \
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", *module]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"benchmark worker failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")

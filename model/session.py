@@ -60,7 +60,8 @@ class StepRecord:
         return {k: v for k, v in self.__dict__.items() if k != "logits"}
 
 
-def _validate_text(text, name: str = "prompt") -> str:
+def validate_text(text, name: str = "prompt") -> str:
+    """Text as str (UTF-8 bytes decoded), refusing what cannot be encoded (lone surrogates)."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -179,7 +180,7 @@ class DecodingSession:
     def reset(self, prompt: str = "", seed: int | None = None) -> str:
         """Start over from `prompt` (an empty prompt starts from the end-of-text token).
         Returns a notice ("" if none), e.g. when a long prompt was cut to its last tokens."""
-        prompt = _validate_text(prompt)
+        prompt = validate_text(prompt)
         if seed is not None:
             seed = check_seed(seed)
         with self._lock:

@@ -80,13 +80,16 @@ def measure(model: torch.nn.Module, optimizer: torch.optim.Optimizer, rt: Runtim
         for key, value in state.items():
             if torch.is_tensor(value):
                 optimizer_state[key] = optimizer_state.get(key, 0) + local_bytes(value)
+    # The kernel's high-water mark (ru_maxrss) is updated lazily and can trail the resident
+    # size read a moment earlier by a few pages; the peak is never below what is resident now.
+    rss = rss_bytes()
     entry = {
         "rank": rt.rank, "local_rank": rt.local_rank, "device": str(rt.device),
         "param_bytes": sum(local_bytes(p) for p in params),
         "grad_bytes": sum(local_bytes(p.grad) for p in params if p.grad is not None),
         "optimizer_state_bytes": sum(optimizer_state.values()),
         "optimizer_state": optimizer_state,
-        "rss_bytes": rss_bytes(), "peak_rss_bytes": peak_rss_bytes(),
+        "rss_bytes": rss, "peak_rss_bytes": max(peak_rss_bytes(), rss or 0),
         "cuda_allocated_bytes": None, "peak_cuda_allocated_bytes": None, "peak_cuda_reserved_bytes": None,
     }
     if rt.device.type == "cuda":

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from model.sampling import SEED_MAX, SamplingSettings, choose
+from model.session import validate_text
 
 from .state import ModelRegistry, UserState
 
@@ -89,11 +90,9 @@ def check_score_text(value, max_chars: int) -> str:
                         "at once. Paste a shorter piece (the model sees only its last "
                         "context-length tokens anyway).")
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise UserError(f"The text is not valid Unicode: {e.reason} at character {e.start:,} "
-                        f"({text[e.start:e.end]!r}). Copy it again from its source.") from None
-    return text
+        return validate_text(text, "The text")
+    except ValueError as e:
+        raise UserError(f"{e}. Copy it again from its source.") from None
 
 
 def settings_from(value) -> SamplingSettings:

@@ -20,21 +20,7 @@
   const num = (x, d) => (x === null || x === undefined ? "–" : x.toLocaleString("en", { maximumFractionDigits: d, minimumFractionDigits: d }));
   const PAUSE_MS = 600, ACK_TIMEOUT_MS = 30000;
   const SVG = "http://www.w3.org/2000/svg";
-  const VISIBLE = { "\n": "↵", "\r": "␍", "\x7f": "␡" };
-
-  // A token's share of the text, as text.js draws the playground's: a newline is a small ↵
-  // and a line break, other control characters are visible symbols.
-  function textHtml(text) {
-    let out = "";
-    for (const ch of text) {
-      const code = ch.codePointAt(0);
-      if (ch === "\n") out += '<span class="dp-nl">↵</span>\n';
-      else if (ch === "\t" || (code >= 0x20 && code !== 0x7f && !(code >= 0x80 && code < 0xa0))) out += esc(ch);
-      else out += '<span class="dp-ctrl">' + (VISIBLE[ch] || (code < 0x20 ? String.fromCodePoint(0x2400 + code)
-        : "\\u" + code.toString(16).padStart(4, "0"))) + "</span>";
-    }
-    return out;
-  }
+  const textHtml = (text) => global.DPText.textHtml(text); // text.js draws text for both
 
   function mount(element, trigger, props, watch) {
     const limits = JSON.parse(props.limits || "{}");

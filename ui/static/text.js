@@ -11,7 +11,7 @@
   "use strict";
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const fmtP = (p) => (p >= 0.001 || p === 0 ? p.toFixed(3) : p.toExponential(1));
-  const VISIBLE = { " ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍" };
+  const VISIBLE = { "\r": "␍", "\x7f": "␡" }; // control characters with a symbol of their own
 
   // Red for unlikely picks, through amber, to green (the square root spreads small p apart).
   function colour(p) {
@@ -19,6 +19,8 @@
     return "hsl(" + hue.toFixed(0) + ", 85%, 82%)";
   }
 
+  // A piece of text as the page draws it (the playground's tokens and the scorer's): a newline
+  // is a small ↵ and a line break, other control characters are visible symbols.
   function textHtml(text) {
     let out = "";
     for (const ch of text) {
@@ -199,5 +201,5 @@
       hideTip: () => hideTip(true) };
   }
 
-  global.DPText = { mount, colour };
+  global.DPText = { mount, colour, textHtml };
 })(window);
