@@ -257,7 +257,8 @@ def table(out: dict, command: str) -> str:
               f"{page[-1] / page[0]:.2f} (target ≤ 1.2). Main-thread tasks over 50 ms while the "
               f"tokens streamed (from the click to the last token drawn): {len(r['long'])}, the longest "
               f"{max(r['long'], default=0):.0f} ms (target: none). After the last token, when each "
-              f"Generate had ended, the final chart is drawn: {len(r['long_after'])} long tasks, the "
+              f"Generate had ended, the final chart is drawn: {len(r['long_after'])} long task"
+              f"{'' if len(r['long_after']) == 1 else 's'}, the "
               f"longest {max(r['long_after'], default=0):.0f} ms (Plotly drawing a new step's bars).", "",
               f"Command: `{command}`", ""]
     return "\n".join(lines)

@@ -116,19 +116,20 @@
         yaxis: "y2", zorder: 4, mode: "lines", line: { color: colourOf.top_p, width: 1.5, dash: "dot" },
         hoverinfo: "skip" });
     }
-    const shapes = [], annotations = [];
+    // The lines' labels sit on a light backing: they often cross a bar.
+    const shapes = [], annotations = [], LABEL_BG = "rgba(255, 255, 255, 0.85)";
     if (hasU) {
       shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y2", y0: u, y1: u,
         line: { color: AMBER, width: 1.5, dash: "dash" } });
       annotations.push({ xref: "paper", x: 1, xanchor: "right", yref: "y2", y: u, yanchor: "bottom",
-        text: "u = " + u.toFixed(3), showarrow: false, font: { color: "#b45309", size: 11 } });
+        text: "u = " + u.toFixed(3), showarrow: false, font: { color: "#b45309", size: 11 }, bgcolor: LABEL_BG });
     }
     if (tp) {
       shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y2", y0: R.settings.top_p,
         y1: R.settings.top_p, line: { color: colourOf.top_p, width: 1, dash: "dot" } });
       annotations.push({ xref: "paper", x: 0, xanchor: "left", yref: "y2", y: R.settings.top_p,
         yanchor: "bottom", text: "p = " + R.settings.top_p, showarrow: false,
-        font: { color: colourOf.top_p, size: 11 } });
+        font: { color: colourOf.top_p, size: 11 }, bgcolor: LABEL_BG });
     }
     const log = opts.logScale;
     let floor = 1;
