@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import threading
+import time
 
 import gradio as gr
 import pytest
@@ -215,30 +217,82 @@ def test_generate_refuses_more_than_the_limit_and_stops_at_the_session_limit(reg
     assert len(page.session.history) == 5 and "reached 5 new tokens" in p["notice"]["text"]
 
 
+class Stream:
+    """A Generate's payloads taken as Gradio takes them: on a thread of their own, one after
+    another (the generator resumes only once its last payload is handed over). The stream is
+    held after `hold_after` payloads until `resume()`, as a slow network or a busy server
+    holds it."""
+
+    def __init__(self, page, hold_after, **data):
+        page.n += 1
+        self.gen = page.handlers.generate(page.user, gr.EventData(None, dict(data, id=page.n)))
+        self.payloads, self.held, self.go = [], threading.Event(), threading.Event()
+        self.thread = threading.Thread(target=self._take, args=(hold_after,), daemon=True)
+        self.thread.start()
+        assert self.held.wait(30)
+
+    def _take(self, hold_after):
+        for out in self.gen:
+            self.payloads.append(json.loads(out[1]))
+            if len(self.payloads) == hold_after:
+                self.held.set()
+                self.go.wait(30)
+        self.held.set()
+
+    def resume(self):
+        self.go.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+def interrupt(page, stream, action, **data) -> dict:
+    """Send `action` while `stream` is held: its answer must wait for the stream's last payload
+    and be numbered after it. (An answer made first, and overtaken by a late stream payload,
+    was dropped by the page as older, its acknowledgement with it: the page then waited.)"""
+    answer = []
+    sender = threading.Thread(target=lambda: answer.append(page.send(action, **data)), daemon=True)
+    sender.start()
+    sender.join(0.5)
+    assert sender.is_alive(), f"{action} answered before the interrupted stream had ended"
+    stream.resume()
+    sender.join(30)
+    assert answer, f"{action} did not answer"
+    assert all(p["seq"] < answer[0]["seq"] for p in stream.payloads), (stream.payloads, answer)
+    return answer[0]
+
+
 def test_any_action_during_generate_stops_it_where_the_page_stopped_showing_it(registry, monkeypatch):
     """Stop, Step, Undo, Reset or a new prompt mid-Generate: the session keeps exactly the
-    tokens the page had shown (`keep`), then the action runs; the Generate adds nothing more."""
+    tokens the page had shown (`keep`), then the action runs; the Generate adds nothing more,
+    and the action's answer reaches the page after the Generate's last payload."""
     import ui.handlers
     monkeypatch.setattr(ui.handlers, "STREAM_EVERY_S", 0)  # a payload per token, to stop between them
     page = Page(registry)
     page.start()
     s = page.session
-    gen = page.handlers.generate(page.user, gr.EventData(None, {"id": 99, "n": 50, "settings": settings()}))
-    for _ in range(8):
-        next(gen)
+    stream = Stream(page, 8, n=50, settings=settings())
     shown = 5  # the page had drawn five of the eight
-    page.send("step", settings=settings(), keep=shown)
+    interrupt(page, stream, "step", settings=settings(), keep=shown)
+    assert len(stream.payloads) == 8  # the Generate saw it was stopped: no more tokens, no snapshot
     assert len(s.history) == shown + 1
-    assert list(gen) == []  # the Generate saw it was stopped: no more tokens, no snapshot of its own
-    assert len(s.history) == shown + 1
-    gen = page.handlers.generate(page.user, gr.EventData(None, {"id": 100, "n": 50, "settings": settings()}))
-    next(gen), next(gen)
-    p = page.send("reset", prompt="The slings", seed=0, keep=1)
-    assert list(gen) == [] and len(s.history) == 0 and p["text"]["tokens"] == []
-    gen = page.handlers.generate(page.user, gr.EventData(None, {"id": 101, "n": 50, "settings": settings()}))
-    next(gen), next(gen), next(gen)
-    p = page.send("stop", keep=2)
-    assert list(gen) == [] and len(s.history) == 2 and len(p["text"]["tokens"]) == 2
+    stream = Stream(page, 2, n=50, settings=settings())
+    p = interrupt(page, stream, "reset", prompt="The slings", seed=0, keep=1)
+    assert len(stream.payloads) == 2 and len(s.history) == 0 and p["text"]["tokens"] == []
+    for action, data in (("undo", {}), ("prompt", {"text": "Alas"}), ("stop", {})):
+        stream = Stream(page, 3, n=50, settings=settings())
+        p = interrupt(page, stream, action, keep=2, **data)
+        assert len(stream.payloads) == 3
+    assert len(s.history) == 2 and len(p["text"]["tokens"]) == 2
+
+
+def test_an_action_after_a_generate_has_ended_does_not_wait(registry):
+    page = Page(registry)
+    page.start()
+    stream = Stream(page, 0, n=3, settings=settings())
+    stream.thread.join(30)
+    t0 = time.monotonic()
+    page.send("step", settings=settings())
+    assert time.monotonic() - t0 < 2
 
 
 def test_inspecting_a_past_token_sends_the_distribution_it_was_drawn_from(registry):

@@ -191,6 +191,12 @@ def test_compare_draws_a_second_chart_with_every_label(tab):
     assert main["settings"]["temperature"] == 1.3 and other["settings"]["temperature"] == 0
     assert other["kept"] == 1 and main["step"] == other["step"]
     assert "T = 0 (greedy)" in tab.page.inner_text(".dp-compare-stats")
+    # Side by side on a laptop: each chart's drawing stays inside its own column.
+    a, b = (tab.page.locator(f"{plots} >> nth={i}").bounding_box() for i in range(2))
+    svg_a, svg_b = (tab.page.locator(f"{plots} >> nth={i} >> .main-svg >> nth=0").bounding_box() for i in range(2))
+    assert a["x"] + a["width"] <= b["x"] + 1, (a, b)
+    assert svg_a["x"] + svg_a["width"] <= b["x"] + 1, "the main chart is drawn under the compare chart"
+    assert svg_b["x"] + svg_b["width"] <= b["x"] + b["width"] + 1
     for i in range(2):  # every bar keeps its label, none skipped
         shown, ticks = tab.page.evaluate(f"""i => {{ const d = document.querySelectorAll('{plots}')[i];
             return [d.data[0].x.length, d.querySelectorAll('.xtick text').length]; }}""", i)

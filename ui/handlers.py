@@ -8,6 +8,7 @@ page numbers its actions, and every payload acknowledges the one it answers (`ac
 
 from __future__ import annotations
 
+import threading
 import time
 
 import gradio as gr
@@ -26,6 +27,9 @@ def event_data(evt) -> dict:
 
 
 STREAM_EVERY_S = 0.1
+# How long an action that interrupts a Generate waits for the stream's last payload (it comes
+# within a token's time; the bound only keeps a stuck stream from holding the action).
+STREAM_SETTLE_S = 5.0
 
 
 class PageHandlers:
@@ -38,6 +42,17 @@ class PageHandlers:
             return fn()
         except Exception as e:
             return self.view.error(user, str(as_user_error(e)), ack)
+
+    def _halt(self, user: UserState | None) -> None:
+        """Stop this tab's Generate, if one runs, and wait until its stream has handed over its
+        last payload. The action's own answer is then made, numbered and sent after every
+        payload of the stream: the page keeps the newest number and drops older ones, and an
+        answer that lost that race to a late stream payload used to be dropped, its
+        acknowledgement with it, leaving the page waiting."""
+        running = user.streaming if user is not None else None
+        if running is not None and not running.is_set():
+            self.actions.interrupt(user)
+            running.wait(STREAM_SETTLE_S)
 
     def _loading(self, model: str) -> str:
         first = "" if self.actions.registry.is_loaded(model) else " (the first load of a model can take a minute)"
@@ -65,6 +80,7 @@ class PageHandlers:
             yield user, self.view.message(user, None, loading=self._loading(model)), gr.skip()
         try:
             if user is not None and user.session is not None:
+                self._halt(user)
                 self.actions.interrupt(user, d.get("keep"))
             user = self.actions.start(user, model, d.get(prompt_key), d.get("seed"), d.get("chat"),
                                       owner=getattr(request, "session_hash", "") or "")
@@ -89,6 +105,7 @@ class PageHandlers:
         """The prompt box or the chat switch changed: start again from it (the seed stays)."""
         d = event_data(evt)
         def run():
+            self._halt(user)
             self.actions.reset(user, d.get("text"), None, d.get("chat"), d.get("keep"))
             return self.view.snapshot(user, d.get("id"))
         return user, self._guard(user, d.get("id"), run)
@@ -96,6 +113,7 @@ class PageHandlers:
     def reset(self, user, evt: gr.EventData):
         d = event_data(evt)
         def run():
+            self._halt(user)
             self.actions.reset(user, d.get("prompt"), d.get("seed"), d.get("chat"), d.get("keep"))
             return self.view.snapshot(user, d.get("id"))
         return user, self._guard(user, d.get("id"), run)
@@ -103,6 +121,7 @@ class PageHandlers:
     def step(self, user, evt: gr.EventData):
         d = event_data(evt)
         def run():
+            self._halt(user)
             self.actions.step(user, settings_from(d.get("settings")), d.get("keep"))
             return self.view.snapshot(user, d.get("id"))
         return user, self._guard(user, d.get("id"), run)
@@ -111,6 +130,7 @@ class PageHandlers:
         """A bar was picked: append that token, whatever the filters say."""
         d = event_data(evt)
         def run():
+            self._halt(user)
             self.actions.pick(user, d.get("token"), settings_from(d.get("settings")), d.get("keep"))
             return self.view.snapshot(user, d.get("id"))
         return user, self._guard(user, d.get("id"), run)
@@ -118,6 +138,7 @@ class PageHandlers:
     def undo(self, user, evt: gr.EventData):
         d = event_data(evt)
         def run():
+            self._halt(user)
             undone = self.actions.undo(user, d.get("keep"))
             notice = None if undone else {"kind": "note", "text": "Nothing to undo: only the prompt is left."}
             return self.view.snapshot(user, d.get("id"), notice)
@@ -126,6 +147,7 @@ class PageHandlers:
     def rewind(self, user, evt: gr.EventData):
         d = event_data(evt)
         def run():
+            self._halt(user)
             self.actions.rewind(user, d.get("step"), d.get("keep"))
             return self.view.snapshot(user, d.get("id"))
         return user, self._guard(user, d.get("id"), run)
@@ -134,6 +156,7 @@ class PageHandlers:
         """Stop a Generate where the page stopped showing it."""
         d = event_data(evt)
         def run():
+            self._halt(user)
             self.actions.session(user)
             self.actions.interrupt(user, d.get("keep"))
             return self.view.snapshot(user, d.get("id"))
@@ -158,6 +181,15 @@ class PageHandlers:
         engine's time at 30 messages a second, 1.2x at 10)."""
         d = event_data(evt)
         ack = d.get("id")
+        done = threading.Event()
+        if user is not None:
+            user.streaming = done
+        try:
+            yield from self._stream(user, d, ack)
+        finally:
+            done.set()  # every payload of this stream has been handed over
+
+    def _stream(self, user, d, ack):
         try:
             settings = settings_from(d.get("settings"))
             session = self.actions.session(user)

@@ -36,7 +36,8 @@ class LoadedModel:
 def display_name(name: str) -> str:
     named = NAMED_MODELS.get(name)
     if named is not None:
-        return f"{named.title} ({'on this machine' if named.is_cached() else 'fetched on first use'})"
+        # Only a model still to be fetched says so: the menu is narrow on a laptop.
+        return named.title if named.is_cached() else f"{named.title} (fetched on first use)"
     path = Path(name)
     try:  # our checkpoints name themselves in config.json's card
         title = json.loads((path / "config.json").read_text()).get("card", {}).get("name")
@@ -114,6 +115,8 @@ class UserState:
     labels_sent: str = ""  # the model whose label table this page already holds
     generation: int = 0  # bumped to stop a running Generate: it checks before every token
     seq: int = 0  # numbers every payload sent to the page, so it can drop stale ones
+    # Set once the page's running Generate has handed its last payload over; None when none ran.
+    streaming: threading.Event | None = None
     last_used: float = field(default_factory=time.monotonic)
     evicted: bool = False
 

@@ -228,7 +228,7 @@
       const banner = $(".dp-banner");
       if (P.mode !== "inspect") {
         banner.hidden = true;
-        $(".dp-heading").innerHTML = "Next token after <b>" + P.position + "</b> tokens" +
+        $(".dp-heading").innerHTML = "Next token after <b>" + P.position + "</b> token" + (P.position === 1 ? "" : "s") +
           (P.steps ? " · step " + P.steps + " of at most " + P.max_steps : "") +
           ' <span class="dp-muted">(hover a bar for details; click, tap or Enter picks it)</span>';
         return;
@@ -267,7 +267,10 @@
       if (!json) return;
       let D;
       try { D = JSON.parse(json); } catch (e) { console.error("bad payload", e); return; }
-      if (D.seq <= st.seq) return; // older than what is shown
+      if (D.seq <= st.seq) { // older than what is shown; its acknowledgement still counts
+        if (D.ack) acked(D.ack);
+        return;
+      }
       st.seq = D.seq;
       if (D.models) setModels(D.models);
       if (D.loading !== undefined) setLoading(D.loading);

@@ -142,7 +142,7 @@
         next_token: draw ? { id: landed, label: opts.labelOf(landed), greedy: draw.greedy } : null,
         ids, labels,
       },
-      barmode: "overlay", bargap: 0.1, height: opts.height,
+      barmode: "overlay", bargap: 0.1, width: opts.width, height: opts.height,
       margin: { l: 52, r: 44, t: 10, b: 8 }, uirevision: "dp",
       hovermode: "closest", hoverlabel: { align: "left" }, showlegend: false,
       xaxis: { type: "category", tickangle: opts.compare ? -90 : -50, automargin: true, fixedrange: true,
@@ -218,7 +218,12 @@
   /* Draw payload P with settings s into div; returns what was drawn. */
   function draw(div, P, s, opts) {
     const R = PL.transform(P, s);
-    const fig = figure(P, R, P.u, Object.assign({ bars: bars(div, opts.compare), height: div.clientWidth < 520 ? 300 : 380 }, opts));
+    // The width is given, not left to Plotly: it sizes a plot only when first drawn and on a
+    // window resize, so a chart that shares its row with the compare chart would keep its
+    // full width and lie under the other one.
+    const width = div.clientWidth || undefined;
+    const fig = figure(P, R, P.u, Object.assign({ bars: bars(div, opts.compare), width,
+      height: width < 520 ? 300 : 380 }, opts));
     const promise = global.Plotly.react(div, fig.data, fig.layout, { displayModeBar: false, responsive: true });
     return { R, fig, promise };
   }

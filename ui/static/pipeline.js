@@ -58,7 +58,9 @@
     const n = text === "" ? NaN : Number(text);
     const keep = previous === undefined ? x.default : previous;
     if (!Number.isFinite(n)) {
-      return { value: keep, message: "“" + text.slice(0, 20) + "” is not a number: " + x.label + " stays " + fmt(keep) + "." };
+      // A number box reports text it cannot read as "", the same as an empty box.
+      const what = text === "" ? "No number typed" : "“" + text.slice(0, 20) + "” is not a number";
+      return { value: keep, message: what + ": " + x.label + " stays " + fmt(keep) + "." };
     }
     let v = Math.min(Math.max(n, lo), hi);
     v = lo + Math.round((v - lo) / step) * step;
