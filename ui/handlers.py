@@ -101,74 +101,62 @@ class PageHandlers:
 
     # ---- actions that change the session ----
 
+    def _change(self, user, evt, do, interrupts=True):
+        """One page action that changes the session: `do(d)` with the event's data (it may
+        return a notice), then a snapshot that acknowledges the action. An action that
+        interrupts a Generate first waits for its stream to end (_halt)."""
+        d = event_data(evt)
+        def run():
+            if interrupts:
+                self._halt(user)
+            return self.view.snapshot(user, d.get("id"), do(d))
+        return user, self._guard(user, d.get("id"), run)
+
     def prompt(self, user, evt: gr.EventData):
         """The prompt box or the chat switch changed: start again from it (the seed stays)."""
-        d = event_data(evt)
-        def run():
-            self._halt(user)
+        def do(d):
             self.actions.reset(user, d.get("text"), None, d.get("chat"), d.get("keep"))
-            return self.view.snapshot(user, d.get("id"))
-        return user, self._guard(user, d.get("id"), run)
+        return self._change(user, evt, do)
 
     def reset(self, user, evt: gr.EventData):
-        d = event_data(evt)
-        def run():
-            self._halt(user)
+        def do(d):
             self.actions.reset(user, d.get("prompt"), d.get("seed"), d.get("chat"), d.get("keep"))
-            return self.view.snapshot(user, d.get("id"))
-        return user, self._guard(user, d.get("id"), run)
+        return self._change(user, evt, do)
 
     def step(self, user, evt: gr.EventData):
-        d = event_data(evt)
-        def run():
-            self._halt(user)
+        def do(d):
             self.actions.step(user, settings_from(d.get("settings")), d.get("keep"))
-            return self.view.snapshot(user, d.get("id"))
-        return user, self._guard(user, d.get("id"), run)
+        return self._change(user, evt, do)
 
     def pick(self, user, evt: gr.EventData):
         """A bar was picked: append that token, whatever the filters say."""
-        d = event_data(evt)
-        def run():
-            self._halt(user)
+        def do(d):
             self.actions.pick(user, d.get("token"), settings_from(d.get("settings")), d.get("keep"))
-            return self.view.snapshot(user, d.get("id"))
-        return user, self._guard(user, d.get("id"), run)
+        return self._change(user, evt, do)
 
     def undo(self, user, evt: gr.EventData):
-        d = event_data(evt)
-        def run():
-            self._halt(user)
-            undone = self.actions.undo(user, d.get("keep"))
-            notice = None if undone else {"kind": "note", "text": "Nothing to undo: only the prompt is left."}
-            return self.view.snapshot(user, d.get("id"), notice)
-        return user, self._guard(user, d.get("id"), run)
+        def do(d):
+            if not self.actions.undo(user, d.get("keep")):
+                return {"kind": "note", "text": "Nothing to undo: only the prompt is left."}
+        return self._change(user, evt, do)
 
     def rewind(self, user, evt: gr.EventData):
-        d = event_data(evt)
-        def run():
-            self._halt(user)
+        def do(d):
             self.actions.rewind(user, d.get("step"), d.get("keep"))
-            return self.view.snapshot(user, d.get("id"))
-        return user, self._guard(user, d.get("id"), run)
+        return self._change(user, evt, do)
 
     def stop(self, user, evt: gr.EventData):
         """Stop a Generate where the page stopped showing it."""
-        d = event_data(evt)
-        def run():
-            self._halt(user)
+        def do(d):
             self.actions.session(user)
             self.actions.interrupt(user, d.get("keep"))
-            return self.view.snapshot(user, d.get("id"))
-        return user, self._guard(user, d.get("id"), run)
+        return self._change(user, evt, do)
 
     def seed(self, user, evt: gr.EventData):
         """A new seed changes u for the coming positions; the text stays."""
-        d = event_data(evt)
-        def run():
+        def do(d):
             self.actions.set_seed(user, d.get("seed"))
-            return self.view.snapshot(user, d.get("id"))
-        return user, self._guard(user, d.get("id"), run)
+        return self._change(user, evt, do, interrupts=False)
 
     def generate(self, user, evt: gr.EventData):
         """Stream up to n tokens: each payload carries only the new tokens, and the end a full

@@ -267,7 +267,12 @@
       if (!json) return;
       let D;
       try { D = JSON.parse(json); } catch (e) { console.error("bad payload", e); return; }
-      if (D.seq <= st.seq) { // older than what is shown; its acknowledgement still counts
+      if (D.seq <= st.seq) {
+        // Older than what is shown (it was overtaken on the way, e.g. by a Generate's stream):
+        // its state is superseded, but what it delivers once still counts.
+        if (D.notice) toast(D.notice.text, D.notice.kind);
+        if (D.export) download(D.export);
+        if (D.lens) lens.show(D.lens, st.live, st.generating);
         if (D.ack) acked(D.ack);
         return;
       }
