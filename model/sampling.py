@@ -36,9 +36,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import warpers
-from .warpers import (NEG_INF, apply_min_p, apply_penalties, apply_temperature,  # noqa: F401
-                      apply_top_k, apply_top_p, apply_typical_p, banned_ngram_tokens)
+from .warpers import (  # noqa: F401
+    NEG_INF,
+    apply_min_p,
+    apply_penalties,
+    apply_temperature,
+    apply_top_k,
+    apply_top_p,
+    apply_typical_p,
+    banned_ngram_tokens,
+)
 
 # The seeds every entry point accepts (the session, the CLI, the API, the page's box): JSON,
 # JavaScript numbers and numpy's generators all hold them exactly.
