@@ -38,9 +38,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import chain, llama_samplers as ls, warpers
-from .warpers import (NEG_INF, apply_epsilon, apply_eta, apply_min_p, apply_penalties,  # noqa: F401
-                      apply_temperature, apply_top_k, apply_top_p, apply_typical_p, banned_ngram_tokens)
+from . import chain, warpers  # noqa: F401
+from . import llama_samplers as ls
+from .warpers import (  # noqa: F401
+    NEG_INF,
+    apply_epsilon,
+    apply_eta,
+    apply_min_p,
+    apply_penalties,
+    apply_temperature,
+    apply_top_k,
+    apply_top_p,
+    apply_typical_p,
+    banned_ngram_tokens,
+)
 
 # The seeds every entry point accepts (the session, the CLI, the API, the page's box): JSON,
 # JavaScript numbers and numpy's generators all hold them exactly.
@@ -339,8 +350,8 @@ class _SettingsMethods:
 
 SamplingSettings = dataclasses.make_dataclass(
     "SamplingSettings",
-    [(x.name, {"float": float, "int": int, "bool": bool}.get(x.kind, object), dataclasses.field(default=x.default))
-     for x in SETTINGS.values()],
+    [(x.name, {"float": float, "int": int, "bool": bool}.get(x.kind, object),
+      dataclasses.field(default=x.default)) for x in SETTINGS.values()],
     bases=(_SettingsMethods,), frozen=True, namespace={"__module__": __name__})
 SamplingSettings.__doc__ = ("Sampling settings, one field per row of the table (defaults turn "
                             "each one off): " + ", ".join(
