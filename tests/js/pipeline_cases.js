@@ -15,7 +15,8 @@ for (const flag of [false, true]) {
   out.orders[flag] = PL.stageOrder(PL.normalise({ temperature_last: flag })).map((st) => st.name);
 }
 for (const c of input.cases) {
-  const P = PL.prepare({ raw: Float64Array.from(c.logits), context: c.context });
+  const P = PL.prepare({ raw: Float64Array.from(c.logits), context: c.context, draws: c.draws, mu: c.mu,
+    dryHeads: c.dry_heads });
   const R = PL.transform(P, c.settings);
   const d = PL.pick(R, c.u);
   out.cases.push({

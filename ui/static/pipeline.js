@@ -38,13 +38,43 @@
     return out;
   }
 
-  // A settings object with every field, in its type (no clamping: see clampToControl).
+  // A settings object with every field, in its type (no clamping: see clampToControl). The
+  // list settings take the engine's normal form: the chain as stage names, biases as pairs.
   function normalise(settings) {
     const s = Object.assign(defaults(), settings || {});
     for (const [name, x] of Object.entries(schema.settings)) {
-      s[name] = x.kind === "bool" ? Boolean(s[name]) : Number(s[name]);
+      if (x.kind === "bool") s[name] = Boolean(s[name]);
+      else if (x.kind === "float" || x.kind === "int") s[name] = Number(s[name]);
     }
+    s.samplers = parseChain(s.samplers);
+    s.logit_bias = biasPairs(s.logit_bias);
     return s;
+  }
+
+  // model/chain.py's parse_samplers: names, llama.cpp's letters, ";"-separated names, presets.
+  function parseChain(value) {
+    const c = requireSchema().chain;
+    let names;
+    if (typeof value === "string") {
+      const text = value.trim().toLowerCase();
+      if (c.presets[text]) return c.presets[text].slice();
+      if (text.includes(";") || c.names[text]) names = text.split(";").map((n) => n.trim()).filter(Boolean);
+      else if (text && Array.from(text).every((ch) => c.letters[ch])) return Array.from(text).map((ch) => c.letters[ch]);
+      else throw new Error("samplers " + JSON.stringify(value) + " is neither a preset, a stage name nor llama.cpp's letters");
+    } else {
+      names = Array.from(value);
+    }
+    return names.map((n) => {
+      const key = String(n).trim().toLowerCase();
+      if (!c.names[key]) throw new Error("samplers names an unknown stage " + JSON.stringify(n));
+      return c.names[key];
+    });
+  }
+
+  // logit_bias as [[key, bias], ...]: an object's whole-number keys are token ids.
+  function biasPairs(value) {
+    if (Array.isArray(value)) return value.map((p) => [p[0], p[1]]);
+    return Object.entries(value || {}).map(([k, b]) => [/^-?\d+$/.test(k.trim()) ? Number(k) : k, b]);
   }
 
   // A value typed or dragged into a control -> {value, message}: inside the control's range,
@@ -79,15 +109,27 @@
     return typeof v === "number" ? String(Number(v.toPrecision(12))) : String(v);
   }
 
+  const same = (a, b) => (typeof a === "object" && a !== null ? JSON.stringify(a) === JSON.stringify(b) : a === b);
+
+  function changed(stage, s) {
+    return stage.settings.some((n) => !same(s[n], schema.settings[n].default));
+  }
+
+  // sampling.chain_of: logit bias first when set; with mirostat, temperature then mirostat;
+  // else the `samplers` order (duplicates included) with temperature moved last by
+  // temperature_last. Off stages that are not `listed` are left out.
   function stageOrder(s) {
-    const stages = requireSchema().stages;
+    const byName = {};
+    for (const st of requireSchema().stages) byName[st.name] = st;
+    const head = s.logit_bias.length ? [byName.logit_bias] : [];
+    if (s.mirostat) return head.concat([byName.temperature, byName.mirostat]);
+    const stages = s.samplers.map((n) => byName[n]).filter((st) => st.listed || changed(st, s));
     const moved = (st) => Boolean(st.last_when && s[st.last_when]);
-    return stages.filter((st) => !moved(st)).concat(stages.filter(moved));
+    return head.concat(stages.filter((st) => !moved(st)), stages.filter(moved));
   }
 
   function isActive(stage, s, context) {
-    const changed = stage.settings.some((n) => s[n] !== schema.settings[n].default);
-    return changed && (context.length > 0 || !stage.needs_context);
+    return changed(stage, s) && (context.length > 0 || !stage.needs_context);
   }
 
   /* ---- one step's data, prepared once ---- */
@@ -112,10 +154,7 @@
     const order = new Uint32Array(V);
     for (let i = 0; i < V; i++) order[i] = i;
     order.sort(byValueDesc(raw));
-    const counts = new Map();
-    for (const t of P.context) counts.set(t, (counts.get(t) || 0) + 1);
-    const ctxIds = Array.from(counts.keys()).sort((a, b) => a - b);
-    return Object.assign(P, { raw, order, counts, ctxIds, V });
+    return Object.assign(P, { raw, order, V });
   }
 
   /* ---- numerics shared by the stages ---- */
@@ -160,6 +199,97 @@
     return Array.from(banned).sort((a, b) => a - b);
   }
 
+  function ngramBan(w, s, P) {
+    const banned = bannedNgramTokens(P.context, s.no_repeat_ngram_size);
+    if (!banned.length) return {};
+    const bannedSet = new Set(banned);
+    w.drop((id) => !bannedSet.has(id));
+    return { n: s.no_repeat_ngram_size };
+  }
+
+  // After a stage moved logits (not only removed some): the order again, all ids for the
+  // chart's display, the live ones for the filters.
+  function resort(w) {
+    const liveSet = new Set(w.live);
+    const all = Array.from(w.display).sort(byValueDesc(w.x));
+    w.display = Uint32Array.from(all);
+    w.live = all.filter((id) => liveSet.has(id));
+  }
+
+  // Probabilities of the live ids in `live` order (descending, ties by lower id).
+  function liveProbs(w, P) {
+    const p = softmaxLive(w.x, w.live, P.V);
+    return w.live.map((id) => p[id]);
+  }
+
+  /* ---- llama.cpp's DRY (model/llama_samplers.py's dry_penalties, step for step) ---- */
+
+  function repeatLengths(window, limit) {
+    const rev = window.slice().reverse();
+    const n = rev.length;
+    const z = new Array(n).fill(0);
+    let left = 0, right = 0;
+    for (let k = 1; k < n; k++) {
+      if (k < right) z[k] = Math.min(right - k, z[k - left]);
+      while (k + z[k] < n && rev[z[k]] === rev[k + z[k]]) z[k]++;
+      if (k + z[k] > right) { left = k; right = k + z[k]; }
+    }
+    const out = new Array(n).fill(0);
+    for (let k = 1; k < n; k++) out[n - 1 - k] = Math.min(z[k], limit);
+    return out;
+  }
+
+  function dryPenalties(window, s, heads) {
+    const n = window.length, allowed = s.dry_allowed_length;
+    const out = new Map();
+    if (s.dry_multiplier === 0 || s.dry_base < 1 || n <= allowed) return out;
+    let limit = n;
+    for (let i = 0; i < n; i++) {
+      const tails = heads[window[n - 1 - i]];
+      if (!tails) continue;
+      let longest = -1;
+      for (const tail of tails) {
+        if (longest < tail.length && tail.length <= i && tail.every((t, j) => t === window[n - i + j])) longest = tail.length;
+      }
+      if (longest >= 0) { limit = i - longest; break; }
+    }
+    if (limit < allowed) return out;
+    const lengths = repeatLengths(window, limit);
+    const longestBefore = new Map();
+    for (let i = 0; i < n - 1; i++) {
+      if (lengths[i] >= allowed) {
+        const t = window[i + 1];
+        longestBefore.set(t, Math.max(longestBefore.get(t) || 0, lengths[i]));
+      }
+    }
+    // llama.cpp caps the exponent so that base^exponent stays inside float32.
+    const maxExp = s.dry_base > 1.000001
+      ? Math.trunc(Math.fround(Math.fround(88.7228391) / Math.fround(Math.log(Math.fround(s.dry_base))))) : 0;
+    for (const [t, len] of longestBefore) {
+      if ((heads[t] || []).some((tail) => tail.length === 0)) continue;
+      let e = len - allowed;
+      if (maxExp > 0) e = Math.min(e, maxExp);
+      out.set(t, s.dry_multiplier * Math.pow(s.dry_base, e));
+    }
+    return out;
+  }
+
+  /* ---- mirostat's cut (model/llama_samplers.py) ---- */
+
+  function mirostatK(p, mu, nVocab) {
+    const n = Math.min(100 - 1, p.length - 1);
+    let tb = 0, tt = 0;
+    for (let i = 0; i < n; i++) {
+      const t = Math.log((i + 2) / (i + 1));
+      tb += t * Math.log(p[i] / p[i + 1]);
+      tt += t * t;
+    }
+    const sHat = tb / tt, eps = sHat - 1;
+    const k = Math.pow((eps * Math.pow(2, mu)) / (1 - Math.pow(nVocab, -eps)), 1 / sHat);
+    if (!Number.isFinite(k)) return k === Infinity ? p.length : 1;
+    return Math.max(1, Math.min(p.length, Math.trunc(k)));
+  }
+
   const pct = (p) => (100 * p).toFixed(1) + "%";
   const fmtP = (p) => (p >= 0.001 || p === 0 ? p.toFixed(3) : p.toExponential(1));
 
@@ -171,22 +301,29 @@
       // HF repetition penalty, then OpenAI's presence/frequency, then n-gram bans.
       apply(w, s, P) {
         const x = w.x;
-        const moved = new Set(P.ctxIds);
-        for (const id of P.ctxIds) {
+        // warpers.penalty_window: -1 = the whole context, n = the last n, 0 = none.
+        const n = s.penalty_last_n;
+        const window = n < 0 ? P.context : n === 0 ? [] : P.context.slice(Math.max(0, P.context.length - n));
+        const counts = new Map();
+        for (const t of window) counts.set(t, (counts.get(t) || 0) + 1);
+        const ctxIds = Array.from(counts.keys()).sort((a, b) => a - b);
+        const moved = new Set(ctxIds);
+        for (const id of ctxIds) {
           if (s.repetition_penalty !== 1.0) {
             const v = x[id];
             x[id] = v < 0 ? v * s.repetition_penalty : v / s.repetition_penalty;
           }
           if (s.presence_penalty || s.frequency_penalty) {
-            x[id] -= s.presence_penalty + s.frequency_penalty * P.counts.get(id);
+            x[id] -= s.presence_penalty + s.frequency_penalty * counts.get(id);
           }
         }
+        if (!w.untouched) { resort(w); return ngramBan(w, s, P); }
         // New order: untouched ids keep theirs; the moved ones are merged back in.
         const cmp = byValueDesc(x);
-        const movedSorted = P.ctxIds.slice().sort(cmp);
+        const movedSorted = ctxIds.slice().sort(cmp);
         const merged = new Uint32Array(P.V);
         let a = 0, b = 0, k = 0;
-        const rest = P.order;
+        const rest = w.display;
         while (k < P.V) {
           while (a < rest.length && moved.has(rest[a])) a++;
           if (a < rest.length && (b >= movedSorted.length || cmp(rest[a], movedSorted[b]) < 0)) {
@@ -197,24 +334,28 @@
         }
         w.display = merged;
         w.live = Array.from(merged);
-        const banned = bannedNgramTokens(P.context, s.no_repeat_ngram_size);
-        if (banned.length) {
-          const bannedSet = new Set(banned);
-          w.drop((id) => !bannedSet.has(id));
-          return { n: s.no_repeat_ngram_size };
-        }
-        return {};
+        return ngramBan(w, s, P);
       },
       reason: (why, id, s) => "would repeat a " + s.no_repeat_ngram_size + "-gram already in the text",
     },
     temperature: {
-      apply(w, s) {
-        if (s.temperature === 0) {
+      apply(w, s, P) {
+        let T = s.temperature;
+        if (s.dynatemp_range > 0 && !s.mirostat) {
+          // llama.cpp's temp_ext: T within [T - range, T + range] by the normalised entropy.
+          if (w.live.length <= 1) return {};
+          const p = liveProbs(w, P);
+          let h = 0;
+          for (const q of p) if (q > 0) h -= q * Math.log(q);
+          const low = Math.max(0, T - s.dynatemp_range), high = T + s.dynatemp_range;
+          T = low + (high - low) * Math.pow(h / Math.log(w.live.length), s.dynatemp_exponent);
+        }
+        if (T === 0) {
           // argmax: the first maximal id, which heads `live` (ties by lower id).
           const top = w.live[0];
           w.drop((id) => id === top);
         } else {
-          for (const id of w.live) w.x[id] = w.x[id] / s.temperature;
+          for (const id of w.live) w.x[id] = w.x[id] / T;
           fixTies(w.live, w.x); // division can round two logits to one value
         }
         return {};
@@ -299,6 +440,114 @@
           bits(why.entropy) + " bits";
       },
     },
+    logit_bias: {
+      apply(w, s, P) {
+        for (const [key, bias] of s.logit_bias) {
+          const ids = typeof key === "string" ? textIds(P, key) : [key];
+          for (const id of ids) {
+            if (id >= P.V) throw new Error("logit_bias names token id " + id + ", but the vocabulary has ids 0 to " + (P.V - 1));
+            w.x[id] = w.x[id] + (bias === false ? -Infinity : bias);
+          }
+        }
+        resort(w);
+        w.drop((id) => w.x[id] !== -Infinity);
+        return {};
+      },
+      reason: () => "logit_bias bans it",
+    },
+    dry: {
+      apply(w, s, P) {
+        const n = s.dry_penalty_last_n < 0 ? P.context.length : s.dry_penalty_last_n;
+        const window = n ? P.context.slice(Math.max(0, P.context.length - n)) : [];
+        let heads = {};
+        if (s.dry_sequence_breakers.length) {
+          if (!P.dryHeads) throw new Error("DRY's sequence breakers need the server's dry_heads for this tokenizer");
+          heads = P.dryHeads;
+        }
+        const pen = dryPenalties(window, s, heads);
+        if (pen.size) {
+          for (const [t, v] of pen) w.x[t] -= v;
+          resort(w);
+        }
+        return {};
+      },
+      reason: () => "",
+    },
+    top_n_sigma: {
+      // Keep logits >= max - n·σ, σ the population standard deviation of the live logits.
+      apply(w, s) {
+        const live = w.live, x = w.x;
+        if (s.top_n_sigma <= 0 || live.length <= 1) return {};
+        let sum = 0, max = -Infinity;
+        for (const id of live) { sum += x[id]; if (x[id] > max) max = x[id]; }
+        const mean = sum / live.length;
+        let acc = 0;
+        for (const id of live) acc += (x[id] - mean) ** 2;
+        const sigma = Math.sqrt(acc / live.length);
+        const cut = max - s.top_n_sigma * sigma;
+        w.drop((id) => !(x[id] < cut));
+        return { cut, sigma };
+      },
+      reason: (why, id, s) => "logit more than " + s.top_n_sigma + " σ (σ = " + why.sigma.toFixed(2) + ") below the top",
+    },
+    epsilon: {
+      apply(w, s, P) {
+        const p = softmaxLive(w.x, w.live, P.V);
+        const top = w.x[w.live[0]];
+        w.drop((id) => !(p[id] < s.epsilon_cutoff && w.x[id] < top));
+        return { probs: p };
+      },
+      reason: (why, id, s) => "p = " + fmtP(why.probs[id]) + " < ε = " + s.epsilon_cutoff,
+    },
+    eta: {
+      apply(w, s, P) {
+        const x = w.x, live = w.live;
+        const m = x[live[0]];
+        let sum = 0;
+        for (const id of live) sum += Math.exp(x[id] - m);
+        const logZ = Math.log(sum);
+        const p = softmaxLive(x, live, P.V);
+        let entropy = 0;
+        for (const id of live) entropy -= p[id] * (x[id] - m - logZ);
+        const eta = Math.min(s.eta_cutoff, Math.sqrt(s.eta_cutoff) * Math.exp(-entropy));
+        w.drop((id) => !(p[id] < eta && x[id] < m));
+        return { probs: p, eta };
+      },
+      reason: (why, id) => "p = " + fmtP(why.probs[id]) + " < η = " + fmtP(why.eta),
+    },
+    xtc: {
+      // With its own draw u <= probability: drop every token with p >= threshold but the last.
+      apply(w, s, P) {
+        const u = P.draws && P.draws.xtc;
+        if (u === undefined || u === null) throw new Error("XTC needs the server's draws.xtc for this position");
+        if (s.xtc_probability <= 0 || s.xtc_threshold > 0.5 || u > s.xtc_probability) return {};
+        const p = liveProbs(w, P);
+        let above = 0;
+        while (above < p.length && p[above] >= s.xtc_threshold) above++;
+        if (above < 2) return {};
+        const gone = new Set(w.live.slice(0, above - 1));
+        w.drop((id) => !gone.has(id));
+        return {};
+      },
+      reason: (why, id, s) => "XTC removed a top choice (p ≥ " + s.xtc_threshold + ")",
+    },
+    mirostat: {
+      apply(w, s, P) {
+        const mu = P.mu === undefined || P.mu === null ? 2 * s.mirostat_tau : P.mu;
+        const p = liveProbs(w, P);
+        let keep;
+        if (s.mirostat === 1) keep = mirostatK(p, mu, P.V);
+        else {
+          keep = 0;
+          while (keep < p.length && !(-Math.log2(p[keep]) > mu)) keep++;
+          keep = Math.max(1, keep);
+        }
+        const kept = new Set(w.live.slice(0, keep));
+        w.drop((id) => kept.has(id));
+        return { mu };
+      },
+      reason: (why) => "mirostat's cut for μ = " + why.mu.toFixed(2),
+    },
   };
 
   /* ---- the pipeline ---- */
@@ -310,7 +559,7 @@
     const order = stageOrder(s);
     const stages = [];
     const why = {}; // per stage, what its hover explanation needs
-    const w = { x: P.raw, live: Array.from(P.order), display: P.order, drop: null };
+    const w = { x: P.raw, live: Array.from(P.order), display: P.order, drop: null, untouched: true };
     let copied = false;
     for (let si = 0; si < order.length; si++) {
       const stage = order[si];
@@ -324,6 +573,7 @@
         w.live = kept;
       };
       why[stage.name] = STAGE_FUNCTIONS[stage.name].apply(w, s, P);
+      w.untouched = false;
     }
     const probs = softmaxLive(w.x, w.live, V);
     // sampling_order: probability descending, ties by lower id.
@@ -346,9 +596,12 @@
   }
 
   // pick_token: the first id in sampling order whose cumulative probability reaches u.
+  // SamplingSettings.greedy: T = 0, unless dynamic temperature may lift T above 0.
+  const isGreedy = (s) => s.temperature === 0 && (s.dynatemp_range === 0 || s.mirostat !== 0);
+
   function pick(result, u) {
-    if (result.settings.temperature === 0 || u === null || u === undefined) {
-      return { token: result.order[0], greedy: result.settings.temperature === 0 };
+    if (isGreedy(result.settings) || u === null || u === undefined) {
+      return { token: result.order[0], greedy: isGreedy(result.settings) };
     }
     let cum = 0;
     for (let i = 0; i < result.nKept; i++) {
@@ -364,6 +617,13 @@
     return h;
   }
 
+  // Token ids of a logit bias given as text: the server sends them (P.biasText).
+  function textIds(P, text) {
+    const ids = P.biasText && P.biasText[text];
+    if (!ids) throw new Error("logit_bias names the text " + JSON.stringify(text) + ": the page needs its token ids from the server");
+    return ids;
+  }
+
   function rawProbs(P) {
     if (!P.rawProbs) P.rawProbs = softmaxLive(P.raw, P.order, P.V);
     return P.rawProbs;
@@ -372,5 +632,6 @@
   global.DPPipeline = {
     useSchema, schema: requireSchema, defaults, normalise, clampToControl, stageOrder, prepare, transform, pick,
     removalReason, entropyOf, rawProbs, decodeLogits, bannedNgramTokens, STAGE_FUNCTIONS, fmt,
+    parseChain, isGreedy,
   };
 })(typeof window !== "undefined" ? window : globalThis);
