@@ -144,6 +144,11 @@ class DecodingSession:
     def generated_text(self) -> str:
         return self.tokenizer.decode(self._ids[self.prompt_len:])
 
+    @property
+    def mirostat_mu(self) -> float | None:
+        """Mirostat's μ for the next step (None: it starts at 2τ)."""
+        return self._mu
+
     def piece(self, token: int) -> str:
         return self.tokenizer.decode([token])
 

@@ -19,8 +19,16 @@ import pytest
 import torch
 
 from model.chain import CHAIN_STAGES, LETTERS, PRESETS
-from model.sampling import (SETTINGS, SamplingSettings, breaker_heads, choose, draw_stage_u, run_pipeline,
-                            schema, stage_order)
+from model.sampling import (
+    SETTINGS,
+    SamplingSettings,
+    breaker_heads,
+    choose,
+    draw_stage_u,
+    run_pipeline,
+    schema,
+    stage_order,
+)
 from ui.chart import removed_by
 
 DRIVER = Path(__file__).parent / "js" / "pipeline_cases.js"

@@ -83,6 +83,7 @@
     const x = requireSchema().settings[name];
     if (!x) throw new Error("no setting " + name);
     if (x.kind === "bool") return { value: Boolean(raw), message: "" };
+    if (x.kind !== "float" && x.kind !== "int") return { value: raw, message: "" }; // the engine checks lists
     const [lo, hi, step] = x.control;
     const text = String(raw).trim();
     const n = text === "" ? NaN : Number(text);
@@ -154,7 +155,7 @@
     const order = new Uint32Array(V);
     for (let i = 0; i < V; i++) order[i] = i;
     order.sort(byValueDesc(raw));
-    return Object.assign(P, { raw, order, V });
+    return Object.assign(P, { raw, order, V, dryHeads: P.dryHeads || P.dry_heads });
   }
 
   /* ---- numerics shared by the stages ---- */
