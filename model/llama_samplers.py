@@ -99,11 +99,9 @@ def dynamic_temperature(low: float, high: float, normalised_entropy: float, expo
 
 # ---- mirostat: a cut from the state μ, then (after the pick) μ's update ----
 
-def mirostat_k(probs_desc: torch.Tensor, mu: float, n_vocab: int) -> int:
-    """Mirostat 1's top-k: the Zipf exponent s estimated from the top MIROSTAT_M
-    probabilities, then k = (ε·2^μ / (1 - N^-ε))^(1/s) with ε = s - 1. A k that is not a
-    finite number (a flat distribution, s = 1) keeps one token; k beyond the candidates keeps
-    them all. (llama.cpp converts such a k to int, which C leaves undefined.)"""
+def mirostat_raw_k(probs_desc: torch.Tensor, mu: float, n_vocab: int) -> float:
+    """Mirostat 1's top-k before rounding: the Zipf exponent s estimated from the top
+    MIROSTAT_M probabilities, then k = (ε·2^μ / (1 - N^-ε))^(1/s) with ε = s - 1."""
     p = probs_desc.tolist()
     n = min(MIROSTAT_M - 1, len(p) - 1)
     t = [math.log((i + 2) / (i + 1)) for i in range(n)]
@@ -111,10 +109,19 @@ def mirostat_k(probs_desc: torch.Tensor, mu: float, n_vocab: int) -> int:
         b = [float(np.log(np.float64(p[i]) / p[i + 1])) for i in range(n)]
         s_hat = np.float64(sum(ti * bi for ti, bi in zip(t, b))) / np.float64(sum(ti * ti for ti in t))
         eps = s_hat - 1
-        k = np.power((eps * np.power(2.0, mu)) / (1 - np.power(float(n_vocab), -eps)), 1 / s_hat)
-    if not np.isfinite(k):
-        return len(p) if k == np.inf else 1
-    return max(1, min(len(p), int(k)))
+        return float(np.power((eps * np.power(2.0, mu)) / (1 - np.power(float(n_vocab), -eps)), 1 / s_hat))
+
+
+def mirostat_k(probs_desc: torch.Tensor, mu: float, n_vocab: int) -> int:
+    """How many top tokens mirostat 1 keeps: mirostat_raw_k rounded down, at least 1. A k that
+    is not a number (a flat distribution, s = 1) keeps one token; a k beyond the candidates
+    keeps them all. llama.cpp converts k to int, which C leaves undefined past 2^31 (x86 gives
+    INT_MIN, so llama.cpp keeps one token where k is astronomically large): here it keeps all."""
+    k = mirostat_raw_k(probs_desc, mu, n_vocab)
+    size = probs_desc.numel()
+    if math.isnan(k):
+        return 1
+    return max(1, min(size, int(k))) if k < size else size
 
 
 def apply_mirostat(logits: torch.Tensor, version: int, mu: float, n_vocab: int) -> torch.Tensor:
@@ -234,7 +241,7 @@ def dry_penalties(window: list[int], multiplier: float, base: float, allowed_len
 
 def apply_dry(logits: torch.Tensor, context: list[int], s, heads) -> torch.Tensor:
     n = len(context) if s.dry_penalty_last_n < 0 else s.dry_penalty_last_n
-    window = context[len(context) - n:] if n else []
+    window = context[max(0, len(context) - n):] if n else []
     penalties = dry_penalties(window, s.dry_multiplier, s.dry_base, s.dry_allowed_length, heads)
     if not penalties:
         return logits

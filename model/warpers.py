@@ -30,7 +30,7 @@ NEG_INF = float("-inf")
 def penalty_window(context: list[int], last_n: int) -> list[int]:
     """The tokens the repetition/presence/frequency penalties look at: the whole context
     (last_n = -1, Hugging Face's definition), the last n (llama.cpp's), or none (0)."""
-    return list(context) if last_n < 0 else list(context[len(context) - last_n:]) if last_n else []
+    return list(context) if last_n < 0 else list(context[max(0, len(context) - last_n):]) if last_n else []
 
 
 def apply_penalties(logits: torch.Tensor, context: list[int], s) -> torch.Tensor:
