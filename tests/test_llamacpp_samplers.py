@@ -365,3 +365,21 @@ def test_dry_with_sequence_breakers_matches_llama_cpp_on_smollm2s_vocabulary():
                     (case, i, breakers)
     finally:
         L.llama_model_free(model)
+
+
+# ---- Hugging Face's ε and η cutoffs against transformers ----
+
+def test_epsilon_and_eta_cutoffs_equal_transformers_warpers():
+    from transformers.generation.logits_process import EpsilonLogitsWarper, EtaLogitsWarper
+
+    rng = np.random.default_rng(9)
+    for case in range(CASES):
+        x = torch.tensor(random_logits(rng).astype(np.float64))[None]
+        if rng.random() < 0.3:  # ties at the top: transformers keeps every tied top token
+            x[0, :3] = x.max()
+        eps = float(rng.choice([rng.uniform(1e-5, 0.2), 1e-3, 3e-4]))
+        for name, warper in [("epsilon_cutoff", EpsilonLogitsWarper(eps)), ("eta_cutoff", EtaLogitsWarper(eps))]:
+            theirs = warper(None, x.clone())[0]
+            pipe = run_pipeline(x[0], SamplingSettings.from_dict({name: eps}))
+            assert torch.equal(torch.isfinite(theirs), torch.isfinite(final_logits(pipe))), (case, name, eps)
+            assert torch.allclose(pipe.probs, theirs.softmax(-1), rtol=1e-12, atol=0), (case, name)
