@@ -18,24 +18,31 @@ import llama_cpp as L
 import numpy as np
 
 
+# llama_token_data as numpy sees it: {id int32, logit float32, p float32}, 12 bytes.
+TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])
+assert TOKEN_DATA.itemsize == ctypes.sizeof(L.llama_token_data)
+
+
 def survivors(sampler, logits, history=()) -> dict[int, tuple[float, float]]:
     """Apply `sampler` (then free it) to float32 copies of `logits`: {id: (logit, p)}."""
     logits = np.asarray(logits, dtype=np.float32)
     n = len(logits)
-    data = (L.llama_token_data * n)()
-    for i, v in enumerate(logits.tolist()):
-        data[i] = L.llama_token_data(i, v, 0.0)
+    table = np.zeros(n, dtype=TOKEN_DATA)
+    table["id"], table["logit"] = np.arange(n), logits
+    data = (L.llama_token_data * n).from_buffer(table)  # shares the numpy array's memory
     array = L.llama_token_data_array(data=data, size=n, selected=-1, sorted=False)
     try:
         for token in history:
             L.llama_sampler_accept(sampler, int(token))
         L.llama_sampler_apply(sampler, ctypes.byref(array))
-        out = {}
-        for i in range(array.size):
-            d = array.data[i]
-            if d.logit != -math.inf:
-                out[d.id] = (d.logit, d.p)
-        return out
+        # Read through array.data: XTC moves the pointer past the tokens it removed.
+        size = int(array.size)
+        if size == 0:
+            return {}
+        start = ctypes.addressof(array.data.contents)
+        out = np.frombuffer((ctypes.c_char * (size * TOKEN_DATA.itemsize)).from_address(start), TOKEN_DATA)
+        out = out[out["logit"] != -np.inf]
+        return dict(zip(out["id"].tolist(), zip(out["logit"].tolist(), out["p"].tolist())))
     finally:
         L.llama_sampler_free(sampler)
 
