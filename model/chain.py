@@ -5,7 +5,8 @@ naming the bad value and saying what is accepted.
 
 `samplers` takes
 - a list of stage names: ["top_k", "temperature"] (a stage may appear twice);
-- llama.cpp's `--sampling-seq` letters: "edskypmxt";
+- llama.cpp's `--sampling-seq` letters: "edskypmxt" (a string that is also a name, such as
+  "typ" or "temp", is read as the name; the CLI's --sampling-seq reads letters only);
 - llama.cpp's `--samplers` names separated by ";": "penalties;dry;top_k;temperature"
   (llama.cpp's own spellings such as typ_p, top-k, topk, nucleus and temp included);
 - a preset: "hf", "llama.cpp" or "webui" (text-generation-webui's default sampler_priority).
@@ -82,6 +83,18 @@ def parse_samplers(value) -> tuple[str, ...]:
             raise ValueError(f"samplers names an unknown stage {name!r:.40}; {_known()}")
         out.append(NAMES[name.strip().lower()])
     return _checked_length(tuple(out), value)
+
+
+def parse_letters(value) -> list[str]:
+    """llama.cpp's --sampling-seq: letters only (so "typ" is t, y, p here, while as a
+    `samplers` value it is the name typ = typical_p)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"--sampling-seq takes llama.cpp's letters such as \"edskypmxt\", "
+                         f"but is {value!r:.80}")
+    unknown = sorted({c for c in value.strip().lower() if c not in LETTERS})
+    if unknown:
+        raise ValueError(f"--sampling-seq {value!r:.80} has unknown letters {''.join(unknown)!r}; {_known()}")
+    return [LETTERS[c] for c in value.strip().lower()]
 
 
 def _checked_length(chain: tuple[str, ...], value) -> tuple[str, ...]:

@@ -11,6 +11,7 @@ import codecs
 import sys
 import types
 
+from .chain import parse_letters
 from .decode import generate
 from .loading import load_model
 from .quant import MODES
@@ -24,7 +25,7 @@ DEFAULT_MODEL = "checkpoints/shakespeare"
 LLAMA_FLAGS = {"temperature": ["--temp"], "typical_p": ["--typical"],
                "repetition_penalty": ["--repeat-penalty"], "penalty_last_n": ["--repeat-last-n"],
                "dynatemp_exponent": ["--dynatemp-exp"], "mirostat_tau": ["--mirostat-ent"],
-               "mirostat_eta": ["--mirostat-lr"], "samplers": ["--sampling-seq"]}
+               "mirostat_eta": ["--mirostat-lr"]}
 
 
 def add_setting_flags(ap: argparse.ArgumentParser) -> None:
@@ -43,13 +44,24 @@ def add_setting_flags(ap: argparse.ArgumentParser) -> None:
             ap.add_argument("--logit-bias", dest=x.name, action="append", default=None, type=_bias_flag,
                             help="Add BIAS to token ID's logit: ID+BIAS or ID-BIAS; ID-inf bans it. "
                                  "Repeat the flag for each token.")
-        elif x.kind == "list":
+        elif x.name == "samplers":
             ap.add_argument(*flags, dest=x.name, default=None, help=x.help)
+            ap.add_argument("--sampling-seq", dest=x.name, default=None, type=_letters_flag,
+                            help="The chain as llama.cpp's letters only: e penalties, d dry, "
+                                 "s top_n_sigma, k top_k, y typical, p top_p, m min_p, x xtc, "
+                                 "t temperature (default: today's order)")
         elif x.kind == "bool":
             ap.add_argument(*flags, dest=x.name, action="store_true", help=x.help)
         else:
             ap.add_argument(*flags, dest=x.name, type=int if x.kind == "int" else float,
                             default=x.default, help=f"{x.help} (default {x.default:g})")
+
+
+def _letters_flag(text: str) -> list[str]:
+    try:
+        return parse_letters(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _bias_flag(text: str) -> list:
