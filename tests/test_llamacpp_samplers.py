@@ -6,9 +6,13 @@ threshold by a relative 1e-5 reproduces llama.cpp's survivors). Edges are allowe
 and bounded; real differences are not. benchmarks/bench_sampler_agreement.py runs thousands.
 
 Where llama.cpp is wrong we do the right thing and say so here:
-- typical after top-nσ: NaN in llama.cpp (test_typical_after_top_n_sigma_...);
+- typical after top-nσ, or wherever a candidate's float32 probability underflows to 0: its
+  entropy is 0·log 0 = NaN in llama.cpp (test_typical_after_top_n_sigma_...); ours is the
+  entropy of the candidates with mass;
 - mirostat 1's k beyond 2^31: C's undefined int conversion (x86 keeps one token; we keep all);
-  such cases are left out of the comparison and counted.
+  such cases are left out of the comparison and counted;
+- dynamic temperature after top-nσ: llama.cpp takes ln(array size) as the maximum entropy and
+  counts top-nσ's masked tokens in it; ours counts the candidates left.
 """
 
 from __future__ import annotations
@@ -30,11 +34,11 @@ pytestmark = pytest.mark.llamacpp
 CASES = 300
 
 
-def assert_agrees(tally: agree.Tally, max_edges: int = CASES // 50, max_undefined: int = 0):
+def assert_agrees(tally: agree.Tally, max_edges: int = CASES // 50, max_quirks: int = 0):
     assert tally.cases >= CASES
     assert not tally.differ, f"{tally.name}: {len(tally.differ)} differences, e.g. {tally.differ[:3]}"
     assert tally.edges <= max_edges, f"{tally.name}: {tally.edges} threshold edges"
-    assert tally.undefined <= max_undefined, f"{tally.name}: {tally.undefined} cases undefined in C"
+    assert tally.quirks <= max_quirks, f"{tally.name}: {tally.quirks} llama.cpp quirks"
 
 
 # ---- llama.cpp's own test vectors (tests/test-sampling.cpp), as data ----
@@ -106,7 +110,7 @@ def test_logit_bias_adds_and_bans_as_llama_cpp_does():
 
 
 def test_mirostat_cuts_as_llama_cpp_for_a_given_mu_and_updates_mu_after_its_pick():
-    assert_agrees(agree.mirostat(CASES), max_edges=CASES // 20, max_undefined=CASES // 2)
+    assert_agrees(agree.mirostat(CASES), max_edges=CASES // 20, max_quirks=CASES // 2)
 
 
 def test_epsilon_and_eta_cutoffs_equal_transformers_warpers():
@@ -131,11 +135,11 @@ def test_typical_after_top_n_sigma_is_well_defined_here_and_nan_in_llama_cpp():
 # ---- chains, and DRY on a real vocabulary ----
 
 def test_random_chains_keep_what_llama_cpp_keeps():
-    """Whole chains compound every stage's edges (and our top-k, top-p, min-p and typical are
-    Hugging Face's, equal to llama.cpp's except exactly at their thresholds and among tied
-    logits), so chains are held to 98% identical survivors."""
-    tally = agree.chains(CASES)
-    assert len(tally.differ) <= CASES // 50, tally.differ[:10]
+    """Random orders, duplicates included. Our top-k, top-p, min-p and typical are Hugging
+    Face's, equal to llama.cpp's except exactly at their thresholds and among tied logits;
+    chains whose typical meets a float32 probability of 0 (NaN in llama.cpp, as above) are
+    counted apart."""
+    assert_agrees(agree.chains(CASES), max_edges=CASES // 50, max_quirks=CASES // 10)
 
 
 @pytest.mark.smollm2

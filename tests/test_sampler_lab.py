@@ -12,7 +12,7 @@ import torch
 from model import load_model
 from model.chain import DEFAULT_CHAIN, PRESETS, parse_letters, parse_samplers
 from model.decode import generate
-from model.sampling import (SamplingSettings, chain_of, draw_stage_u, draw_u, run_pipeline, schema)
+from model.sampling import SamplingSettings, chain_of, draw_stage_u, draw_u, run_pipeline, schema
 from model.session import DecodingSession
 
 
