@@ -2,6 +2,14 @@
 
     raw logits -> penalties -> temperature -> top-k -> top-p -> min-p -> typical-p -> pick
 
+That is the default chain. The order is itself a setting, `samplers` (model/chain.py: stage
+names, llama.cpp's letters or `;`-separated names, presets), and the newer stages join it once
+their settings are changed: llama.cpp's top-nσ, XTC, DRY, dynamic temperature (in the
+temperature stage), mirostat and logit bias (model/llama_samplers.py, llama.cpp's semantics),
+and Hugging Face's ε and η cutoffs. Logit bias always runs first; mirostat replaces the chain
+with temperature then mirostat, as in llama.cpp. A stage that draws (XTC) has its own u from
+(seed, position, stage name); mirostat's μ is state the session keeps with each step.
+
 One table below, STAGES, says everything about it: which stages run, in which order, with
 which settings, when each is active, and each setting's domain, default, control range,
 unit and help text. `run_pipeline` walks the table (as transformers' LogitsProcessorList
