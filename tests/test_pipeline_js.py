@@ -235,3 +235,38 @@ def test_every_value_a_control_produces_is_accepted_by_the_engine_unchanged(pari
             continue
         # A message exactly when the value had to change, never silently.
         assert bool(got["message"]) == (value != typed), (name, raw, got)
+
+
+def test_list_settings_from_a_link_are_read_or_kept_with_a_message(tmp_path):
+    """A link carries the chain, DRY's breakers and logit biases as JSON (or the chain as
+    letters or a preset): the page reads them as the engine does, or keeps its value and says
+    why, so a bad link never breaks the page's pipeline."""
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema()))
+    script = (f"require({json.dumps(str(DRIVER.parent.parent.parent / 'ui' / 'static' / 'pipeline.js'))});"
+              "const PL = globalThis.DPPipeline;"
+              f"PL.useSchema(JSON.parse(require('fs').readFileSync({json.dumps(str(path))}, 'utf8')));"
+              "const cases = JSON.parse(process.argv[1]);"
+              "const out = cases.map(([n, raw]) => { const r = PL.clampToControl(n, raw);"
+              " return [PL.normalise({[n]: r.value})[n], r.message]; });"
+              "process.stdout.write(JSON.stringify(out));")
+    cases = [("samplers", "edskypmxt"), ("samplers", '["top_k","temp","top_k"]'), ("samplers", "hf"),
+             ("samplers", "kqz"), ("logit_bias", '{"3": -1, "4": false}'),
+             ("dry_sequence_breakers", '["\\n"]'), ("dry_sequence_breakers", "not json")]
+    result = subprocess.run([node(), "-e", script, json.dumps(cases)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    for (name, raw), (value, message) in zip(cases, out):
+        try:
+            engine = SamplingSettings.from_dict({name: json.loads(raw) if raw[:1] in "[{" else raw})
+        except ValueError:
+            assert "kept as it was" in message and value == json.loads(json.dumps(SETTINGS[name].default))
+            continue
+        if name == "samplers":
+            assert value == list(engine.samplers) and message == "", (raw, value)
+        elif name == "logit_bias":
+            assert [tuple(p) for p in value] == list(engine.logit_bias)
+        else:
+            assert value == list(engine.dry_sequence_breakers)
+    assert "kept as it was" in out[-1][1]

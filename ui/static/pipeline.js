@@ -83,7 +83,7 @@
     const x = requireSchema().settings[name];
     if (!x) throw new Error("no setting " + name);
     if (x.kind === "bool") return { value: Boolean(raw), message: "" };
-    if (x.kind !== "float" && x.kind !== "int") return { value: raw, message: "" }; // the engine checks lists
+    if (x.kind !== "float" && x.kind !== "int") return clampList(name, x, raw, previous);
     const [lo, hi, step] = x.control;
     const text = String(raw).trim();
     const n = text === "" ? NaN : Number(text);
@@ -104,6 +104,24 @@
     else if (n > hi) message = fmt(n) + " is above the maximum " + fmt(hi) + ": using " + fmt(v) + ".";
     else if (v !== n) message = fmt(n) + " is between steps of " + fmt(step) + ": using " + fmt(v) + ".";
     return { value: v, message };
+  }
+
+  // A list or object setting from a link or a preset: JSON text, or for the chain its letters,
+  // names or a preset. A value the page cannot read keeps the previous one and says so.
+  function clampList(name, x, raw, previous) {
+    const keep = previous === undefined ? x.default : previous;
+    let value = raw;
+    if (typeof value === "string") {
+      try { value = JSON.parse(value); } catch (e) { /* letters, names or a preset */ }
+    }
+    try {
+      if (name === "samplers") parseChain(value);
+      else if (name === "logit_bias") biasPairs(value);
+      else if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) throw new Error("it is not a list of texts");
+    } catch (e) {
+      return { value: keep, message: x.label + ": kept as it was, since " + e.message + "." };
+    }
+    return { value, message: "" };
   }
 
   function fmt(v) {
