@@ -161,3 +161,36 @@ def test_model_generate_carries_mu_and_dry_as_the_session_does(model):
         idx = torch.tensor([s.ids[:s.prompt_len]])
         out = generate(gpt, idx, 12, settings, seed=11, tokenizer=tokenizer)
         assert out[0, s.prompt_len:].tolist() == session_tokens
+
+
+# ---- the command line ----
+
+def test_cli_flags_take_llama_cpp_names_and_forms():
+    import argparse
+
+    from model.generate import add_setting_flags, settings_from_flags
+
+    ap = argparse.ArgumentParser()
+    add_setting_flags(ap)
+    s = settings_from_flags(ap.parse_args(
+        ["--sampling-seq", "typ", "--logit-bias", "5-inf", "--logit-bias", "7+1.5",
+         "--dry-sequence-breaker", "none", "--temp", "0.7", "--repeat-last-n", "64", "--mirostat-lr", "0.2",
+         "--top-n-sigma", "1.5", "--xtc-probability", "0.5", "--dry-multiplier", "0.8", "--mirostat", "2"]))
+    assert s.samplers == ("temperature", "typical_p", "top_p")
+    assert s.logit_bias == ((5, False), (7, 1.5)) and s.dry_sequence_breakers == ()
+    assert (s.temperature, s.penalty_last_n, s.mirostat_eta, s.top_n_sigma, s.mirostat) == \
+        (0.7, 64, 0.2, 1.5, 2)
+    named = settings_from_flags(ap.parse_args(["--samplers", "top_k;temp"]))
+    assert named.samplers == ("top_k", "temperature")
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--sampling-seq", "kq"])
+
+
+def test_cli_generates_with_a_llama_cpp_chain(tiny_checkpoint, capsys):
+    from model.generate import main
+
+    argv = ["--model", str(tiny_checkpoint), "--prompt", "ROMEO:", "--max-new-tokens", "5", "--seed", "3",
+            "--sampling-seq", "edkt", "--dry-multiplier", "0.8", "--top-k", "5", "--logit-bias", "0-inf"]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert main(argv) == 0 and capsys.readouterr().out == first  # same seed, same text
