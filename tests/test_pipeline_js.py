@@ -243,7 +243,9 @@ def test_list_settings_from_a_link_are_read_or_kept_with_a_message(tmp_path):
     why, so a bad link never breaks the page's pipeline."""
     path = tmp_path / "schema.json"
     path.write_text(json.dumps(schema()))
-    script = (f"require({json.dumps(str(DRIVER.parent.parent.parent / 'ui' / 'static' / 'pipeline.js'))});"
+    static = DRIVER.parent.parent.parent / "ui" / "static"
+    script = (f"require({json.dumps(str(static / 'pipeline.js'))});"
+              f"require({json.dumps(str(static / 'llama_stages.js'))});"
               "const PL = globalThis.DPPipeline;"
               f"PL.useSchema(JSON.parse(require('fs').readFileSync({json.dumps(str(path))}, 'utf8')));"
               "const cases = JSON.parse(process.argv[1]);"

@@ -6,6 +6,7 @@ const path = require("path");
 
 globalThis.atob = (b64) => Buffer.from(b64, "base64").toString("binary");
 require(path.join(__dirname, "..", "..", "ui", "static", "pipeline.js"));
+require(path.join(__dirname, "..", "..", "ui", "static", "llama_stages.js"));
 const PL = globalThis.DPPipeline;
 
 const input = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
