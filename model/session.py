@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .kv_cache import context_window
-from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_u, run_pipeline
+from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_stage_u, draw_u, run_pipeline
 from .tokenizer import validate_ids
 
 TOP_CANDIDATES = 10  # per stage, kept in each step's record
@@ -55,6 +55,7 @@ class StepRecord:
     settings: dict
     candidates: dict[str, list[tuple[int, float]]]  # stage -> top (token, prob) after that stage
     mu: float | None = None  # mirostat's μ for this step's cut (None: mirostat off)
+    draws: dict = field(default_factory=dict)  # the random stages' own u (XTC's), by stage
     logits: torch.Tensor | None = field(default=None, repr=False)  # (V,) the step's raw logits
 
     def to_dict(self) -> dict:
@@ -252,7 +253,8 @@ class DecodingSession:
         record = StepRecord(
             position=len(self._ids), token=token, piece=self.piece(token), how=how, u=u,
             prob=float(pipe.probs[token]), raw_prob=float(pipe.raw.softmax(-1)[token]),
-            settings=settings.to_dict(), candidates=candidates, mu=pipe.mu, logits=self.logits)
+            settings=settings.to_dict(), candidates=candidates, mu=pipe.mu,
+            draws={"xtc": draw_stage_u(self.seed, len(self._ids), "xtc")}, logits=self.logits)
         self.history.append(record)
         self._step_windows.append(self._window)
         self._record_bytes.append(sys.getsizeof(record) + _plain_bytes(record.to_dict()))

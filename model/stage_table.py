@@ -7,7 +7,9 @@ function in model/warpers.py or model/llama_samplers.py and in ui/static/pipelin
 from __future__ import annotations
 
 import hashlib
+import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -260,9 +262,12 @@ def _resolved_biases(s, run: Run, x: torch.Tensor) -> list[tuple[int, float]]:
     return chain.resolve_logit_bias(s.logit_bias, x.numel(), encode)
 
 
-# A tokenizer's DRY breaker sequences, computed once per set of breakers (a scan of every
-# piece): kept as long as the tokenizer lives.
+# Per tokenizer (kept while it lives): its pieces, and the DRY breaker sequences of the last
+# BREAKER_SETS_KEPT sets of breakers asked for (each costs a scan of every piece; a bound, so
+# that a stream of distinct breakers from a client cannot grow memory without end).
+BREAKER_SETS_KEPT = 32
 _BREAKER_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_BREAKER_LOCK = threading.Lock()
 
 
 def _breaker_heads(s, run: Run, x: torch.Tensor) -> dict:
@@ -276,13 +281,23 @@ def _breaker_heads(s, run: Run, x: torch.Tensor) -> dict:
 
 def breaker_heads(tokenizer, breakers, n_vocab: int) -> dict[int, list[tuple[int, ...]]]:
     """DRY's sequence breakers as token sequences for this tokenizer (cached per tokenizer)."""
-    per_tokenizer = _BREAKER_CACHE.setdefault(tokenizer, {})
     key = (tuple(breakers), n_vocab)
-    if key not in per_tokenizer:
+    with _BREAKER_LOCK:
+        cache = _BREAKER_CACHE.setdefault(tokenizer, {"pieces": {}, "heads": OrderedDict()})
+        if key in cache["heads"]:
+            cache["heads"].move_to_end(key)
+            return cache["heads"][key]
+        pieces = cache["pieces"].get(n_vocab)
+    if pieces is None:
         pieces = [tokenizer.decode_single_token_bytes(i) if i < tokenizer.n_vocab else b""
                   for i in range(n_vocab)]
-        per_tokenizer[key] = ls.dry_breaker_sequences(breakers, pieces, tokenizer.encode_ordinary)
-    return per_tokenizer[key]
+    heads = ls.dry_breaker_sequences(breakers, pieces, tokenizer.encode_ordinary)
+    with _BREAKER_LOCK:
+        cache["pieces"][n_vocab] = pieces
+        cache["heads"][key] = heads
+        while len(cache["heads"]) > BREAKER_SETS_KEPT:
+            cache["heads"].popitem(last=False)
+    return heads
 
 
 def check_seed(seed) -> int:

@@ -194,3 +194,20 @@ def test_cli_generates_with_a_llama_cpp_chain(tiny_checkpoint, capsys):
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert main(argv) == 0 and capsys.readouterr().out == first  # same seed, same text
+
+
+def test_a_step_records_xtcs_own_draw(model):
+    s = DecodingSession(*model, seed=9)
+    s.reset("To be")
+    record = s.step(SamplingSettings(xtc_probability=0.5, xtc_threshold=0.05))
+    assert record.draws == {"xtc": draw_stage_u(9, record.position, "xtc")}
+
+
+def test_the_breaker_cache_keeps_a_bounded_number_of_breaker_sets(model):
+    from model import stage_table
+
+    _, tokenizer = model
+    for i in range(stage_table.BREAKER_SETS_KEPT + 8):
+        heads = stage_table.breaker_heads(tokenizer, (f"x{i}", ":"), tokenizer.n_vocab)
+        assert heads is stage_table.breaker_heads(tokenizer, (f"x{i}", ":"), tokenizer.n_vocab)
+    assert len(stage_table._BREAKER_CACHE[tokenizer]["heads"]) == stage_table.BREAKER_SETS_KEPT

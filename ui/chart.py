@@ -57,9 +57,10 @@ def step_payload(user, loaded, *, max_steps: int, mode: str = "live", inspect: i
     if mode == "inspect":
         record = s.history[inspect]
         logits, context = record.logits, s.ids[:record.position]
-        u, settings, chosen, mu = record.u, record.settings, record.token, record.mu
+        u, settings, chosen, mu, draws = record.u, record.settings, record.token, record.mu, record.draws
     else:
         logits, context, u, settings, chosen, mu = s.logits, s.ids, s.next_u(), None, None, s.mirostat_mu
+        draws = {"xtc": draw_stage_u(s.seed, len(context), "xtc")}
     breakers = (settings or {}).get("dry_sequence_breakers", SETTINGS["dry_sequence_breakers"].default)
     vocab = int(logits.numel())
     # Every label, once per page and model (the page caches it); small vocabularies always.
@@ -83,7 +84,7 @@ def step_payload(user, loaded, *, max_steps: int, mode: str = "live", inspect: i
         "u": u,
         # What the page's pipeline needs besides the logits: the random stages' own draws,
         # mirostat's μ, and DRY's sequence breakers as token sequences ({head: [tail, ...]}).
-        "draws": {"xtc": draw_stage_u(s.seed, len(context), "xtc")},
+        "draws": draws,
         "mu": mu,
         "dry_heads": {str(k): [list(t) for t in v]
                       for k, v in breaker_heads(s.tokenizer, tuple(breakers), vocab).items()},
