@@ -114,14 +114,15 @@ def mirostat_raw_k(probs_desc: torch.Tensor, mu: float, n_vocab: int) -> float:
 
 def mirostat_k(probs_desc: torch.Tensor, mu: float, n_vocab: int) -> int:
     """How many top tokens mirostat 1 keeps: mirostat_raw_k rounded down, at least 1. A k that
-    is not a number (a flat distribution, s = 1) keeps one token; a k beyond the candidates
-    keeps them all. llama.cpp converts k to int, which C leaves undefined past 2^31 (x86 gives
-    INT_MIN, so llama.cpp keeps one token where k is astronomically large): here it keeps all."""
+    is not a number (a flat distribution, s = 1) or -inf keeps one token; a k beyond the
+    candidates keeps them all. llama.cpp converts k to int, which C leaves undefined past
+    2^31 (x86 gives INT_MIN, so llama.cpp keeps one token where k is astronomically large):
+    here it keeps all."""
     k = mirostat_raw_k(probs_desc, mu, n_vocab)
     size = probs_desc.numel()
-    if math.isnan(k):
-        return 1
-    return max(1, min(size, int(k))) if k < size else size
+    if not math.isfinite(k):
+        return size if k == math.inf else 1
+    return max(1, min(size, int(k)))
 
 
 def apply_mirostat(logits: torch.Tensor, version: int, mu: float, n_vocab: int) -> torch.Tensor:

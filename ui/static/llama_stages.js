@@ -80,7 +80,6 @@
     return Math.max(1, Math.min(p.length, Math.trunc(k)));
   }
 
-
   // Token ids of a logit bias given as text: the server sends them (P.biasText).
   function textIds(P, text) {
     const ids = P.biasText && P.biasText[text];
