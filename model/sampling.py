@@ -271,6 +271,10 @@ def _check_stage(name: str, logits: torch.Tensor, s) -> None:
     top = logits.max()  # one pass: +inf, NaN and "nothing finite" all show in the maximum
     if torch.isfinite(top):
         return
+    if name == "temperature" and s.dynatemp_range > 0:
+        raise ValueError(f"the dynamic temperature (temperature {s.temperature!r} ± {s.dynatemp_range!r}) "
+                         "came out so close to 0 that the logits overflow; raise the temperature or "
+                         "lower dynatemp_range")
     if name == "temperature":
         raise ValueError(f"temperature {s.temperature!r} is too small: the logits divided by it "
                          "overflow; use temperature 0 for greedy decoding")
