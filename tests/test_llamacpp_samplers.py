@@ -87,6 +87,29 @@ def test_vectors_of_llama_cpp_test_sampling_cpp():
         assert np.allclose(got.numpy(), expected, atol=1e-5), (history, mult, allowed)
 
 
+# ---- how float32-vs-float64 threshold edges are told apart ----
+
+def test_a_threshold_on_a_probability_is_an_edge_and_a_moved_threshold_a_difference():
+    """XTC's threshold set exactly to a float64 probability: llama.cpp's float32 probability
+    falls on either side, and the nudge counts those cases as edges, never as differences.
+    The control: the same cases against our stage with the threshold moved by 5% show real
+    differences, which the nudge does not excuse."""
+    rng = np.random.default_rng(10)
+    on_edge, moved = agree.Tally("edge"), agree.Tally("moved")
+    for case in range(200):
+        x = agree.random_logits(rng, int(rng.integers(3, 12)))
+        t = float(torch.tensor(x.astype(np.float64)).softmax(-1).sort(descending=True).values[1])
+        if t > 0.45:
+            continue
+        got = set(ref.survivors(L.llama_sampler_init_xtc(1.0, t, 0, 0), x))
+        for tally, ours_t in ((on_edge, t), (moved, t * 1.05)):
+            s = {"xtc_probability": 1.0, "xtc_threshold": ours_t}
+            tally.survivors(got, kept_ids(ours(x, s)),
+                            lambda f: kept_ids(ours(x, s | {"xtc_threshold": ours_t * f})), case)
+    assert on_edge.edges > 10 and not on_edge.differ
+    assert len(moved.differ) > 10
+
+
 # ---- one sampler at a time, random cases ----
 
 def test_top_n_sigma_keeps_what_llama_cpp_keeps():
