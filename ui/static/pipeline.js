@@ -117,7 +117,10 @@
     }
     try {
       if (name === "samplers") parseChain(value);
-      else if (name === "logit_bias") biasPairs(value);
+      else if (name === "logit_bias") {
+        // Text needs the tokenizer, which the page does not have: ids only here.
+        if (biasPairs(value).some(([k]) => typeof k !== "number")) throw new Error("the page takes token ids, not text");
+      }
       else if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) throw new Error("it is not a list of texts");
     } catch (e) {
       return { value: keep, message: x.label + ": kept as it was, since " + e.message + "." };
