@@ -22,7 +22,6 @@ import os
 import statistics
 import threading
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -93,7 +93,7 @@ def hf_step_ms(hf, context: int, steps: int) -> tuple[float, float]:
     cache = hf(ids[:, :context], use_cache=True).cache
     times = []
     for i in range(context, context + steps):
-        wall, cpu, out = timed(lambda x: hf(x, cache=cache, use_cache=True), ids[:, i:i + 1])
+        wall, cpu, out = timed(lambda x, cache=cache: hf(x, cache=cache, use_cache=True), ids[:, i:i + 1])
         cache = out.cache
         times.append((wall, cpu))
     return tuple(1e3 * statistics.median(t) for t in zip(*times))
@@ -116,7 +116,8 @@ def main(argv=None) -> int:
     import transformers
 
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+          f"{torch.get_num_threads()} torch threads, {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}")
     torch.manual_seed(0)
     gpt = GPT(GPT2_124M).eval()
     if not args.plain_layout:  # what load_model returns: the same weights, decode layout

@@ -177,8 +177,8 @@ def main(argv=None) -> int:
                         out, gaps = llama_decode(llm, ids)
                     else:
                         result = {}
-                        gaps, fwd = clocks[name].run(lambda: result.__setitem__("out", generate(
-                            gpts[name], prompt, NEW_TOKENS, temperature=0)))
+                        gaps, fwd = clocks[name].run(lambda result=result, gpt=gpts[name]: result.__setitem__(
+                            "out", generate(gpt, prompt, NEW_TOKENS, temperature=0)))
                         out = result["out"][0, PROMPT_TOKENS:].tolist()
                         forwards[name] += fwd
                     runs[name].append(time.perf_counter() - began)

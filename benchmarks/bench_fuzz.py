@@ -30,7 +30,8 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
-from hypothesis import HealthCheck, Phase, given, seed, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 from testkit.hostile import Fuzz, check, draw_args, keep_room, send
 from testkit.raw_client import RawSession

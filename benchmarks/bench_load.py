@@ -45,15 +45,13 @@ import urllib.request
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 import psutil
 
-from testkit.server import (cluster_workers, free_port, start_app, start_cluster,
-                            wait_ready)
+# Importing testkit.server sets the offline environment (no analytics, no hub) for this
+# process and the servers it starts.
+from testkit.server import cluster_workers, free_port, start_app, start_cluster, wait_ready
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PROMPTS = [
     "To be, or not to be", "ROMEO:\nBut, soft! what light", "KING HENRY:\nOnce more unto the breach",

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         for _ in range(args.repeats):
             for name in run:  # alternate, so both see the same background load
                 start, start_cpu = time.perf_counter(), time.process_time()
-                steps[name] += clocks[name].run(lambda: outputs.__setitem__(name, run[name]()))
+                steps[name] += clocks[name].run(lambda name=name: outputs.__setitem__(name, run[name]()))
                 runs[name].append(time.perf_counter() - start)
                 cpu[name].append(time.process_time() - start_cpu)
     same = outputs["ours"].tolist() == outputs["transformers"].tolist()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import torch
 
@@ -44,9 +45,11 @@ class _Request:
 
 class Batcher:
     """Batches the one-token steps of every session of one model. max_batch: the most rows
-    in one forward; wait_ms: the shortest wait for the previous batch's sessions."""
+    in one forward; wait_ms: the shortest wait for the previous batch's sessions; clock: the
+    seconds it measures those waits with (time.monotonic; tests pass their own)."""
 
-    def __init__(self, gpt: GPT, max_batch: int = 16, wait_ms: float = 20.0):
+    def __init__(self, gpt: GPT, max_batch: int = 16, wait_ms: float = 20.0,
+                 clock: Callable[[], float] = time.monotonic):
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be an integer >= 1, but is {max_batch!r}")
         if (isinstance(wait_ms, bool) or not isinstance(wait_ms, (int, float))
@@ -55,6 +58,8 @@ class Batcher:
                              f"but is {wait_ms!r}")
         self.gpt, self.max_batch, self.wait_s = gpt, max_batch, wait_ms / 1000
         self.batch_sizes: Counter[int] = Counter()  # how many forwards ran at each batch size
+        self.waits = 0  # how many batches waited for sessions of the batch before them
+        self._clock = clock
         self._cond = threading.Condition()
         self._pending: list[_Request] = []  # oldest first
         self._leading = False  # a caller is collecting or running a batch
@@ -98,11 +103,14 @@ class Batcher:
         then take up to max_batch requests, oldest first, at most one per cache."""
         with self._cond:
             deadline = self._previous_end + max(self.wait_s, self._previous_forward_s / 2)
+            waited = False
             while len(self._pending) < self.max_batch:
                 missing = self._previous - {id(r.cache) for r in self._pending}
-                left = deadline - time.monotonic()
+                left = deadline - self._clock()
                 if not missing or left <= 0:
                     break
+                self.waits += not waited
+                waited = True
                 self._cond.wait(left)
             batch, rest, seen = [], [], set()
             for r in self._pending:
@@ -116,7 +124,7 @@ class Batcher:
 
     def _run(self, batch: list[_Request]) -> None:
         logits, error = None, None
-        start = time.monotonic()
+        start = self._clock()
         try:
             out = self.gpt.decode_step([r.token for r in batch], [r.cache for r in batch])  # (B, V)
             # A copy per row: a view would keep the whole (B, V) block alive in each session.
@@ -124,7 +132,7 @@ class Batcher:
         except BaseException as e:  # every caller must hear of it, or it would wait forever
             error = e
         with self._cond:
-            self._previous_end = time.monotonic()
+            self._previous_end = self._clock()
             self._previous_forward_s = self._previous_end - start
             self.batch_sizes[len(batch)] += 1
             for i, r in enumerate(batch):

@@ -118,7 +118,7 @@ def load_tokenizer(directory: str | Path) -> tiktoken.Encoding:
     try:
         meta = json.loads(meta_path.read_text())
         ranks = {}
-        for n, line in enumerate(ranks_path.read_text().splitlines(), 1):
+        for line in ranks_path.read_text().splitlines():
             if line:
                 token, rank = line.split()
                 ranks[base64.b64decode(token)] = int(rank)

@@ -12,11 +12,9 @@ inside `size` with logit -inf, so those are dropped here.
 from __future__ import annotations
 
 import ctypes
-import math
 
 import llama_cpp as L
 import numpy as np
-
 
 # llama_token_data as numpy sees it: {id int32, logit float32, p float32}, 12 bytes.
 TOKEN_DATA = np.dtype([("id", "<i4"), ("logit", "<f4"), ("p", "<f4")])

@@ -94,7 +94,7 @@ def make_tiny_checkpoint(directory: Path, chat: bool = False, block_size: int = 
 
 
 def require_smollm2_file():
-    """The real SmolLM2 GGUF's path. CI fetches it before the tests (.ci/run); a test that
+    """The real SmolLM2 GGUF's path. scripts/test.sh fetches it before the tests; a test that
     needs it fails, never skips, where it is missing."""
     import pytest
 
@@ -102,6 +102,6 @@ def require_smollm2_file():
 
     path = smollm2.gguf_path()
     if not path.is_file():
-        pytest.fail(f"{path} is missing; `python -c \"from model import load_model; "
-                    "load_model('smollm2')\"` fetches it (98 MB) once", pytrace=False)
+        pytest.fail(f"{path} is missing; `python -m testkit.setup` (which scripts/test.sh runs) "
+                    "fetches it (98 MB) once", pytrace=False)
     return path

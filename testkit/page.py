@@ -5,13 +5,13 @@ making things happen through anything but gestures is not."""
 from __future__ import annotations
 
 import json
-import time
 
 CHART = ".dp-main"
 META = f"() => document.querySelector('{CHART}').layout.meta"
 READY = (f"() => {{ const d = document.querySelector('{CHART}'); return d && d.layout && d.layout.meta"
          " && !document.querySelector('.dp-app').classList.contains('dp-generating') && "
-         "!(window.DP && DP.state && (DP.state.pending || DP.state.typing || DP.state.queue.length || DP.state.drawing)); }")
+         "!(window.DP && DP.state && (DP.state.pending || DP.state.typing || DP.state.queue.length "
+         "|| DP.state.drawing)); }")
 
 
 class Tab:
@@ -50,7 +50,8 @@ class Tab:
 
     def wait_steps(self, n, timeout=30_000):
         self.wait("n => { const m = document.querySelector('.dp-main').layout.meta; "
-                  "return m.steps === n && m.mode === 'live' && !(DP.state && (DP.state.pending || DP.state.queue.length || DP.state.drawing)); }", n, timeout)
+                  "return m.steps === n && m.mode === 'live' && !(DP.state && (DP.state.pending || "
+                  "DP.state.queue.length || DP.state.drawing)); }", n, timeout)
 
     def tokens(self) -> list[int]:
         """The generated tokens the text shows, in order."""
@@ -118,5 +119,15 @@ class Tab:
             self.click(".dp-export")
         return json.loads(open(info.value.path()).read())
 
-    def settle(self, seconds=0.3):
-        time.sleep(seconds)
+    def scroll_top_when_still(self, selector) -> float:
+        """An element's scrollTop once it has stopped moving (unchanged for five frames: a
+        wheel or a smooth scroll glides for a while)."""
+        return self.page.evaluate("""sel => new Promise(done => {
+            const el = document.querySelector(sel);
+            let last = el.scrollTop, still = 0;
+            const look = () => {
+              if (el.scrollTop === last) still++; else { still = 0; last = el.scrollTop; }
+              if (still >= 5) done(el.scrollTop); else requestAnimationFrame(look);
+            };
+            requestAnimationFrame(look);
+        })""", selector)

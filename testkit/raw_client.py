@@ -60,19 +60,25 @@ class RawSession:
     def close(self):
         self.http.close()  # also ends the heartbeat's stream
 
-    def call(self, api_name: str, *args) -> Reply:
+    def call(self, api_name: str, *args, joined: threading.Event | None = None) -> Reply:
         dep = self.deps[api_name]
         values = iter(args)
         # gr.State inputs are held by the server: clients send null in their place.
         data = [None if i in self.state_ids else next(values, None) for i in dep["inputs"]]
-        return self.join(dep["id"], data)
+        return self.join(dep["id"], data, joined=joined)
 
-    def join(self, fn_index: int, data: list, event_data=None) -> Reply:
-        """event_data: what a page's custom event carries (its trigger's data)."""
+    def join(self, fn_index: int, data: list, event_data=None,
+             joined: threading.Event | None = None) -> Reply:
+        """event_data: what a page's custom event carries (its trigger's data). joined, if
+        given, is set once the server has answered the join: the event is queued or refused."""
         body = json.dumps({"data": data, "fn_index": fn_index, "session_hash": self.session_hash,
                            "event_data": event_data, "trigger_id": None})
-        r = self.http.post(f"{self.url}/gradio_api/queue/join", content=body,
-                           headers={"content-type": "application/json"})
+        try:
+            r = self.http.post(f"{self.url}/gradio_api/queue/join", content=body,
+                               headers={"content-type": "application/json"})
+        finally:
+            if joined is not None:
+                joined.set()
         if r.status_code != 200:
             return Reply(False, error=f"HTTP {r.status_code}: {r.text[:500]}")
         event = r.json()["event_id"]

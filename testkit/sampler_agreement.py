@@ -97,6 +97,20 @@ def same_logits(pipe, got: dict, n: int, rtol: float, atol: float) -> bool:
                 and torch.allclose(mine[finite], theirs[finite], rtol=rtol, atol=atol))
 
 
+# Our survivors with a threshold moved by a factor f: the nudges of the module's docstring.
+
+def nudge(x, settings: dict, name: str, context=()):
+    return lambda f: kept_ids(ours(x, settings | {name: settings[name] * f}, context))
+
+
+def nudge_mu(x, settings: dict, mu: float):
+    return lambda f: kept_ids(ours(x, settings, mu=mu * f))
+
+
+def nudge_chain(x, settings: dict, chain: dict, history):
+    return lambda f: kept_ids(ours(x, _nudged(settings, f) | chain, history))
+
+
 # ---- one sampler at a time ----
 
 def top_n_sigma(cases: int, seed: int = 1) -> Tally:
@@ -105,8 +119,7 @@ def top_n_sigma(cases: int, seed: int = 1) -> Tally:
         x, n = random_logits(rng), float(rng.choice([0.5, 1.0, 1.5, 2.0, rng.uniform(0.1, 4)]))
         got = ref.survivors(L.llama_sampler_init_top_n_sigma(n), x)
         pipe = ours(x, {"top_n_sigma": n})
-        nudged = lambda f: kept_ids(ours(x, {"top_n_sigma": n * f}))  # noqa: E731
-        if t.survivors(set(got), kept_ids(pipe), nudged, (case, n)):
+        if t.survivors(set(got), kept_ids(pipe), nudge(x, {"top_n_sigma": n}, "top_n_sigma"), (case, n)):
             t.close(same_logits(pipe, got, len(x), 1e-6, 1e-5), (case, n))
         t.cases += 1
     return t
@@ -120,7 +133,7 @@ def xtc(cases: int, seed: int = 2) -> Tally:
         got = ref.survivors(L.llama_sampler_init_xtc(1.0, th, 0, case), x)
         s = {"xtc_probability": 1.0, "xtc_threshold": th}
         t.survivors(set(got), kept_ids(ours(x, s)),
-                    lambda f: kept_ids(ours(x, s | {"xtc_threshold": th * f})), (case, th))
+                    nudge(x, s, "xtc_threshold"), (case, th))
         t.cases += 1
     return t
 
@@ -178,27 +191,27 @@ def mirostat(cases: int, seed: int = 6) -> Tally:
         version, mu, eta = int(rng.choice([1, 2])), float(rng.uniform(0.5, 12)), float(rng.uniform(0.0, 1.0))
         s = {"mirostat": version, "mirostat_tau": mu / 2, "mirostat_eta": eta}
 
-        def init():
-            if version == 1:
-                return L.llama_sampler_init_mirostat(len(x), case, mu / 2, eta, ls.MIROSTAT_M)
-            return L.llama_sampler_init_mirostat_v2(case, mu / 2, eta)
-
         t.cases += 1
         if version == 1 and not _k_defined_in_c(x, mu):
             t.quirks += 1
             continue
         pipe = ours(x, s, mu=mu)
-        first, kept_first, kept_second = _two_applies(init(), x)
-        nudged = lambda f: kept_ids(ours(x, s, mu=mu * f))  # noqa: E731
-        if not t.survivors(kept_first, kept_ids(pipe), nudged, (case, version, mu)):
+        first, kept_first, kept_second = _two_applies(_mirostat(version, len(x), case, mu / 2, eta), x)
+        if not t.survivors(kept_first, kept_ids(pipe), nudge_mu(x, s, mu), (case, version, mu)):
             continue
         mu_after = pipe.mu_after(first, SamplingSettings.from_dict(s))
         if version == 1 and not _k_defined_in_c(x, mu_after):
             t.quirks += 1
             continue
         t.survivors(kept_second, kept_ids(ours(x, s, mu=mu_after)),
-                    lambda f: kept_ids(ours(x, s, mu=mu_after * f)), (case, version, "μ after", mu_after))
+                    nudge_mu(x, s, mu_after), (case, version, "μ after", mu_after))
     return t
+
+
+def _mirostat(version: int, n_vocab: int, seed: int, tau: float, eta: float):
+    if version == 1:
+        return L.llama_sampler_init_mirostat(n_vocab, seed, tau, eta, ls.MIROSTAT_M)
+    return L.llama_sampler_init_mirostat_v2(seed, tau, eta)
 
 
 def _k_defined_in_c(x, mu) -> bool:
@@ -313,7 +326,7 @@ def chains(cases: int, seed: int = 7) -> Tally:
             continue
         chain = {"samplers": parse_letters(order)}
         t.survivors(set(got), kept_ids(pipe),
-                    lambda f: kept_ids(ours(x, _nudged(s, f) | chain, history)), (case, order))
+                    nudge_chain(x, s, chain, history), (case, order))
     return t
 
 

@@ -98,3 +98,14 @@ def cluster_workers(log_path: Path) -> list[tuple[int, int]]:
     found = sorted((int(i), int(pid), int(port))
                    for i, pid, port in WORKER_LINE.findall(Path(log_path).read_text()))
     return [(pid, port) for _, pid, port in found]
+
+
+def wait_streams_ended(demo, timeout: float = 60.0) -> None:
+    """Wait until no session of an in-process app (app.build_demo) has a Generate stream
+    running. A stream counts as ended once it has handed its last payload to Gradio."""
+    def running() -> list:
+        return [u for u in demo.sessions.live() if u.streaming is not None and not u.streaming.is_set()]
+    deadline = time.monotonic() + timeout
+    for user in running():
+        if not user.streaming.wait(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"a Generate stream is still running after {timeout:.0f} s")

@@ -15,12 +15,23 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import pytest
 import torch
 
+from model import downloads
 from model.checkpoint import save_checkpoint
 from model.tokenizer import train_bpe
+from testkit.gguf_files import train_vocab
 from testkit.models import CORPUS_LINES, TINY_VOCAB, random_gpt, tiny_config
 
 # Tiny models run fastest on one thread, and the machine's cores are shared.
 torch.set_num_threads(1)
+
+# Markers for what a test needs beyond Python (pyproject.toml lists them): each makes it slow.
+NEEDS = ("browser", "workers", "torchrun", "smollm2", "llamacpp", "fuzz", "subprocess_app")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(item.get_closest_marker(name) for name in NEEDS):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +97,18 @@ def browser():
         b = launch(p)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def vocab():
+    """(tokens by id, merges) of a small byte-level BPE laid out as SmolLM2's, for GGUF files
+    the test writes (testkit/gguf_files.py)."""
+    return train_vocab()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private model cache, so nothing reads or writes the user's."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv(downloads.CACHE_ENV, str(directory))
+    return directory

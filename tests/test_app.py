@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import time
 
 import gradio as gr
 import pytest
@@ -29,7 +28,7 @@ from ui.chart import decode_logits
 from ui.handlers import PageHandlers
 from ui.presets import PRESETS, preset_values
 from ui.sessions import HEADROOM, SessionTable
-from ui.state import ModelRegistry, UserState
+from ui.state import ModelRegistry
 from ui.tokens import token_label, visible
 
 
@@ -285,14 +284,17 @@ def test_any_action_during_generate_stops_it_where_the_page_stopped_showing_it(r
     assert len(s.history) == 2 and len(p["text"]["tokens"]) == 2
 
 
-def test_an_action_after_a_generate_has_ended_does_not_wait(registry):
+def test_an_action_after_a_generate_has_ended_does_not_wait(registry, monkeypatch):
     page = Page(registry)
     page.start()
     stream = Stream(page, 0, n=3, settings=settings())
     stream.thread.join(30)
-    t0 = time.monotonic()
-    page.send("step", settings=settings())
-    assert time.monotonic() - t0 < 2
+    ended = page.user.streaming
+    assert ended.is_set()
+    waits = []
+    monkeypatch.setattr(ended, "wait", lambda *a: waits.append(a) or True)
+    p = page.send("step", settings=settings())
+    assert waits == [] and p["ack"] == page.n and len(page.session.history) == 4
 
 
 def test_inspecting_a_past_token_sends_the_distribution_it_was_drawn_from(registry):

@@ -15,7 +15,6 @@ from model import load_model
 from model.batching import Batcher
 from model.sampling import SamplingSettings
 from model.session import DecodingSession
-
 from testkit.models import llama_config, random_gpt, tiny_config
 
 CONFIGS = {"gpt2": tiny_config, "llama": llama_config}
@@ -177,28 +176,53 @@ def test_eight_threads_stepping_eight_sessions_write_what_sequential_steps_write
     assert sum(sizes.values()) < len(concurrent) * steps
 
 
+class StoppedClock:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_lone_caller_does_not_wait_for_company():
     gpt = random_gpt(tiny_config(), seed=1)
-    batcher = Batcher(gpt, wait_ms=5_000)  # long enough to see if anyone waited for it
+    batcher = Batcher(gpt, wait_ms=5_000, clock=StoppedClock())  # any wait would be long
     cache = _prefilled(gpt, [1, 2, 3])
-    began = time.perf_counter()
     for token in range(20):
         logits = batcher.decode(token, cache)
-    assert time.perf_counter() - began < 2.0
+    assert batcher.waits == 0
     assert logits.shape == (gpt.config.vocab_size,) and cache.pos == 23
     assert batcher.batch_sizes == {1: 20}
 
 
 def test_a_caller_whose_neighbours_stepped_a_while_ago_does_not_wait_for_them():
     gpt = random_gpt(tiny_config(), seed=1)
-    batcher = Batcher(gpt, wait_ms=500)
+    clock = StoppedClock()
+    batcher = Batcher(gpt, wait_ms=500, clock=clock)
     a, b = _prefilled(gpt, [1, 2, 3]), _prefilled(gpt, [4, 5])
     batcher.decode(1, a)
-    time.sleep(0.6)  # a's batch ended longer ago than the wait: a is not coming right back
-    began = time.perf_counter()
+    clock.now += 0.6  # a's batch ended longer ago than the wait: a is not coming right back
     batcher.decode(2, b)
-    assert time.perf_counter() - began < 0.4
+    assert batcher.waits == 0
     assert batcher.batch_sizes == {1: 2}
+
+
+def test_a_caller_whose_neighbour_stepped_just_now_waits_for_it_and_they_share_a_forward():
+    gpt = random_gpt(tiny_config(), seed=1)
+    batcher = Batcher(gpt, wait_ms=500, clock=StoppedClock())  # the wait never runs out
+    a, b = _prefilled(gpt, [1, 2, 3]), _prefilled(gpt, [4, 5])
+    batcher.decode(1, a)
+    b_steps = threading.Thread(target=batcher.decode, args=(2, b))
+    b_steps.start()
+    deadline = time.monotonic() + 30
+    while batcher.waits == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)  # b leads the next batch and waits for a, which stepped just before
+    assert batcher.waits == 1 and b_steps.is_alive()
+    batcher.decode(3, a)  # a comes back: one forward for both
+    b_steps.join(timeout=30)
+    assert batcher.batch_sizes == {1: 1, 2: 1} and (a.pos, b.pos) == (5, 3)
 
 
 def test_an_exception_in_the_batched_forward_reaches_every_waiting_caller(monkeypatch):

@@ -22,6 +22,8 @@ from testkit.models import make_tiny_checkpoint
 from testkit.page import Tab
 from testkit.server import launch
 
+pytestmark = pytest.mark.browser
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -46,7 +48,8 @@ def test_page_loads_with_every_control_and_the_chart(tab):
     for sel in (".dp-prompt", ".dp-step", ".dp-generate", ".dp-stop", ".dp-undo", ".dp-reset",
                 ".dp-main", ".dp-text", "#dp-seed", ".dp-model"):
         assert tab.page.locator(sel).count() == 1, sel
-    data = tab.page.evaluate("() => { const d = document.querySelector('.dp-main').data; return [d[0].x, d[0].y, d[1].y]; }")
+    data = tab.page.evaluate("() => { const d = document.querySelector('.dp-main').data; "
+                             "return [d[0].x, d[0].y, d[1].y]; }")
     labels, final, raw = data
     assert labels[-1].startswith("rest (")
     assert math.isclose(sum(final), 1.0, rel_tol=1e-9) and math.isclose(sum(raw), 1.0, rel_tol=1e-9)
@@ -206,7 +209,7 @@ def test_compare_draws_a_second_chart_with_every_label(tab):
 def test_the_keyboard_alone_steps_undoes_picks_generates_and_stops(tab):
     page = tab.page
     page.locator(".dp-prompt").focus()
-    for presses in range(1, 6):  # Step is a few Tab presses after the prompt
+    for _ in range(1, 6):  # Step is a few Tab presses after the prompt
         page.keyboard.press("Tab")
         if page.evaluate("() => document.activeElement.classList.contains('dp-step')"):
             break
@@ -245,7 +248,8 @@ def test_the_keyboard_alone_steps_undoes_picks_generates_and_stops(tab):
     # G generates, Esc stops.
     page.locator("body").click(position={"x": 2, "y": 2})
     page.keyboard.press("g")
-    tab.wait("() => document.querySelector('.dp-app.dp-generating') || document.querySelector('.dp-main').layout.meta.steps > 3")
+    tab.wait("() => document.querySelector('.dp-app.dp-generating') || "
+             "document.querySelector('.dp-main').layout.meta.steps > 3")
     page.keyboard.press("Escape")
     tab.ready()
     assert tab.meta()["steps"] == tab.token_count()

@@ -11,9 +11,7 @@ import torch
 from safetensors import safe_open
 
 from model import GPT, GPTConfig, load_model
-from model.checkpoint import (CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_metrics,
-                              save_checkpoint)
-
+from model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_metrics, save_checkpoint
 from testkit.models import CORPUS, llama_config, random_gpt, tiny_config
 
 

@@ -14,14 +14,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from model import smollm2
 from model.checkpoint import save_checkpoint
 from model.decode import generate
 from model.gpt import Rotary
 from model.loading import load_model
 from model.quant import LOSSLESS, LOSSY, FastRotary, FusedRMSNorm, Int4Linear, Int8Head, divergence
-from test_gguf import cache, train_vocab, write_gguf  # noqa: F401  (cache is a fixture)
-from testkit.models import llama_config, random_gpt
+from testkit.gguf_files import write_gguf
+from testkit.models import llama_config, random_gpt, require_smollm2_file
 
 # On SmolLM2 and English prose, measured (benchmarks/bench_fast.py): mean KL 0.0009 nats and
 # top-1 agreement 98.2%; llama.cpp on the same file and tokens: 0.0030 and 96.9%. The bounds
@@ -33,11 +32,6 @@ DECODE_POSITIONS = 128
 PROSE = ("execmodel", "assignment", "import")  # chapters of Python's reference manual
 
 
-@pytest.fixture(scope="module")
-def vocab():
-    return train_vocab()
-
-
 def tiny_gguf(tmp_path, vocab, qtype="Q4_1"):
     return write_gguf(tmp_path / f"tiny-{qtype}.gguf", qtype, vocab=vocab)
 
@@ -46,13 +40,11 @@ def tiny_gguf(tmp_path, vocab, qtype="Q4_1"):
 
 @pytest.fixture(scope="module")
 def real_models():
-    path = smollm2.gguf_path()
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: this test needs the real SmolLM2 GGUF. Fetch it once "
-                    "with: python -c \"from model import load_model; load_model('smollm2')\"")
+    path = require_smollm2_file()
     return load_model(path), load_model(path, mode="fast")
 
 
+@pytest.mark.smollm2
 def test_fast_smollm2_stays_within_tolerance_of_exact_on_english_prose(real_models):
     from pydoc_data.topics import topics
 
@@ -71,6 +63,7 @@ def test_fast_smollm2_stays_within_tolerance_of_exact_on_english_prose(real_mode
     assert d["mean_kl"] < MAX_MEAN_KL and d["top1"] > MIN_TOP1, d
 
 
+@pytest.mark.smollm2
 def test_fast_smollm2_decode_steps_stay_within_tolerance_and_know_paris(real_models):
     """The decode path (one position at a time through the KV cache), which is what the
     speed is measured on, against exact mode's logits for the same tokens."""

@@ -13,6 +13,7 @@ runs many more.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -25,14 +26,15 @@ from pathlib import Path
 import gradio as gr
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import app
 from model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
 from model.loading import load_model
 from model.sampling import SamplingSettings
 from model.session import DecodingSession
-from testkit.hostile import INF, NAN, Fuzz, check, draw_args, plausible_settings, run
+from testkit.hostile import INF, NAN, Fuzz, check, count_sent, draw_args, plausible_settings, run
 from testkit.raw_client import RawSession
 from testkit.server import launch
 from ui.actions import Actions
@@ -52,11 +54,13 @@ def examples(name: str) -> settings:
                     suppress_health_check=list(HealthCheck), print_blob=True)
 
 
-@pytest.fixture(scope="module")
-def server(tiny_checkpoint):
+@contextlib.contextmanager
+def hostile_server(checkpoint):
+    """A real server on 127.0.0.1 with an attacker's two clients and a bystander: a session
+    in progress that nothing sent to the others may touch. Every trace a handler prints is an
+    unexpected failure: they are recorded in `traces`."""
     from gradio_client import Client
 
-    # Every trace a handler prints is an unexpected failure: record them.
     traces: list[str] = []
     real_print_exc, real_print_exception = traceback.print_exc, traceback.print_exception
 
@@ -69,7 +73,7 @@ def server(tiny_checkpoint):
         real_print_exception(*args, **kwargs)
 
     traceback.print_exc, traceback.print_exception = record_exc, record_exception
-    ckpt = str(tiny_checkpoint)
+    ckpt = str(checkpoint)
     demo = app.build_demo([ckpt])
     url = launch(demo)
     srv = types.SimpleNamespace(url=url, model=ckpt, demo=demo, traces=traces)
@@ -77,7 +81,6 @@ def server(tiny_checkpoint):
     srv.client = Client(url, verbose=False)  # the attacker, through gradio_client
     srv.bystander = Client(url, verbose=False)
     srv.vocab = demo.registry.get(ckpt).gpt.config.vocab_size
-    # The bystander: a session in progress that nothing sent to the others may touch.
     srv.bystander.predict("To be, or not", 11, api_name="/reset")
     srv.bystander.submit(5, {"temperature": 0.8, "top_k": 50}, api_name="/generate").result()
     srv.bystander_before = srv.bystander.predict(api_name="/export")
@@ -93,6 +96,20 @@ def server(tiny_checkpoint):
         demo.close()
 
 
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint):
+    """One server for the generated inputs below. When they are done, whatever order they ran
+    in: no handler failed unexpectedly, and if every one of them ran, they sent what they were
+    meant to."""
+    with hostile_server(tiny_checkpoint) as srv:
+        yield srv
+        assert not srv.traces, "handlers failed unexpectedly:\n" + "\n".join(srv.traces[:3])
+        if len(Fuzz.tests_run) == len(SHARE):
+            sent = getattr(srv, "sent", 0)
+            assert sent >= EXAMPLES * 0.95, f"only {sent} generated inputs were sent"
+
+
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("reset")
 def test_reset_survives_generated_hostile_input(server, data):
@@ -100,6 +117,7 @@ def test_reset_survives_generated_hostile_input(server, data):
     run(server, "reset", *draw_args(data, "reset", server))
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("distribution")
 def test_distribution_survives_generated_hostile_input(server, data):
@@ -107,6 +125,7 @@ def test_distribution_survives_generated_hostile_input(server, data):
     run(server, "distribution", *draw_args(data, "distribution", server))
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("step")
 def test_step_survives_generated_hostile_input(server, data):
@@ -114,6 +133,7 @@ def test_step_survives_generated_hostile_input(server, data):
     run(server, "step", *draw_args(data, "step", server))
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("pick")
 def test_pick_survives_generated_hostile_input(server, data):
@@ -121,6 +141,7 @@ def test_pick_survives_generated_hostile_input(server, data):
     run(server, "pick", *draw_args(data, "pick", server))
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("generate")
 def test_generate_survives_generated_hostile_input(server, data):
@@ -128,6 +149,7 @@ def test_generate_survives_generated_hostile_input(server, data):
     run(server, "generate", *draw_args(data, "generate", server))
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("score")
 def test_score_survives_generated_hostile_input(server, data):
@@ -135,6 +157,7 @@ def test_score_survives_generated_hostile_input(server, data):
     run(server, "score", *draw_args(data, "score", server))
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("lens")
 def test_lens_survives_generated_hostile_input(server, data):
@@ -146,6 +169,7 @@ CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "gener
                          "score", "lens"])
 
 
+@pytest.mark.fuzz
 @given(data=st.data())
 @examples("sequence")
 def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data):
@@ -163,7 +187,7 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "score": lambda: (data.draw(st.sampled_from(["To be, or not", "x", "🙂 ok"])),),
                     "lens": lambda: (data.draw(st.integers(1, 8)),),
                     "undo": tuple, "export": tuple}[name]()
-            Fuzz.sent += 1
+            count_sent(server)
             reply = fresh.call(name, *args)
             check(server, name, reply, args)
     finally:
@@ -219,32 +243,48 @@ def test_many_concurrent_hostile_callers_do_not_disturb_each_other(server):
     assert not server.traces
 
 
-def test_the_bystander_and_the_server_are_unharmed(server):
-    """Runs last: after everything above, the server answers normally, no handler failed
-    unexpectedly, and the bystander's session is exactly as it was."""
-    sb = server.bystander
-    assert sb.predict(api_name="/export") == server.bystander_before
-    # Its next step is the one a replay of its own actions gives: neither its session nor
-    # the shared model was touched.
-    step = sb.predict({"temperature": 0.7}, api_name="/step")
-    gpt, tokenizer, _ = load_model(server.model)
-    replay = DecodingSession(gpt, tokenizer, seed=11, max_prompt_chars=app.LIMITS.prompt_chars)
-    replay.reset("To be, or not", seed=11)
-    for _ in range(5):
-        replay.step(SamplingSettings(temperature=0.8, top_k=50))
-    assert step["token"] == replay.step(SamplingSettings(temperature=0.7)).token
-    assert step["text"] == replay.text
-    # A newcomer gets the ordinary service.
-    from gradio_client import Client
-    newcomer = Client(server.url, verbose=False)
-    try:
-        assert newcomer.predict("To be", 3, api_name="/reset")["seed"] == 3
-        assert newcomer.predict({"temperature": 0}, api_name="/step")["how"] == "greedy"
-    finally:
-        newcomer.close()
-    assert not server.traces, "handlers failed unexpectedly:\n" + "\n".join(server.traces[:3])
-    if len(Fuzz.tests_run) == len(SHARE):
-        assert Fuzz.sent >= EXAMPLES * 0.95, f"only {Fuzz.sent} generated inputs were sent"
+BARRAGE = max(20, EXAMPLES // 10)  # generated inputs sent past the bystander
+
+
+@pytest.mark.fuzz
+def test_the_bystander_and_the_server_are_unharmed_by_a_hostile_barrage(tiny_checkpoint):
+    """On a server of its own: after a barrage of generated hostile input on every endpoint,
+    the server answers normally, no handler failed unexpectedly, and the bystander's session
+    is exactly as it was."""
+    with hostile_server(tiny_checkpoint) as server:
+        sent = []
+
+        @given(data=st.data())
+        @settings(max_examples=BARRAGE, deadline=None, database=None, derandomize=True,
+                  suppress_health_check=list(HealthCheck))
+        def barrage(data):
+            name = data.draw(st.sampled_from(sorted(set(SHARE) - {"sequence"})), "endpoint")
+            run(server, name, *draw_args(data, name, server))
+            sent.append(name)
+
+        barrage()
+        assert len(sent) >= BARRAGE * 0.95 and len(set(sent)) == len(SHARE) - 1, sent
+        sb = server.bystander
+        assert sb.predict(api_name="/export") == server.bystander_before
+        # Its next step is the one a replay of its own actions gives: neither its session nor
+        # the shared model was touched.
+        step = sb.predict({"temperature": 0.7}, api_name="/step")
+        gpt, tokenizer, _ = load_model(server.model)
+        replay = DecodingSession(gpt, tokenizer, seed=11, max_prompt_chars=app.LIMITS.prompt_chars)
+        replay.reset("To be, or not", seed=11)
+        for _ in range(5):
+            replay.step(SamplingSettings(temperature=0.8, top_k=50))
+        assert step["token"] == replay.step(SamplingSettings(temperature=0.7)).token
+        assert step["text"] == replay.text
+        # A newcomer gets the ordinary service.
+        from gradio_client import Client
+        newcomer = Client(server.url, verbose=False)
+        try:
+            assert newcomer.predict("To be", 3, api_name="/reset")["seed"] == 3
+            assert newcomer.predict({"temperature": 0}, api_name="/step")["how"] == "greedy"
+        finally:
+            newcomer.close()
+        assert not server.traces, "handlers failed unexpectedly:\n" + "\n".join(server.traces[:3])
 
 
 # ---- checkpoints built to fail, or to attack ----

@@ -24,7 +24,6 @@ from model import load_model
 from model.checkpoint import save_checkpoint
 from model.hf_gpt2 import CONV1D
 from model.inspect import read_run_memory
-from model.tokenizer import train_bpe
 from testkit.models import HAMLET, make_tiny_checkpoint, random_gpt, tiny_config
 from testkit.server import ROOT, launch
 from ui.actions import Actions, Limits
@@ -147,7 +146,8 @@ def test_the_lens_last_layer_is_the_models_own_output(server):
     lens = c.predict(5, api_name="/lens")
     shown = c.predict({}, 5, api_name="/distribution")
     gpt = load_model(SHAKESPEARE).gpt
-    assert [e["layer"] for e in lens["layers"]] == ["embedding"] + [f"block {i}" for i in range(1, gpt.config.n_layer + 1)]
+    blocks = [f"block {i}" for i in range(1, gpt.config.n_layer + 1)]
+    assert [e["layer"] for e in lens["layers"]] == ["embedding"] + blocks
     assert lens["position"] == shown["position"] and lens["steps"] == 3
     last = lens["layers"][-1]
     assert [i for i, _, _ in last["top"]] == [t["id"] for t in shown["tokens"]]

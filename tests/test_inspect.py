@@ -14,8 +14,16 @@ import torch
 
 from model import load_model
 from model.hf_gpt2 import CONV1D
-from model.inspect import (NO_PREDICTION, layer_names, lens_logits, logit_lens, read_run_memory,
-                           residual_stream, score_text, tying_facts)
+from model.inspect import (
+    NO_PREDICTION,
+    layer_names,
+    lens_logits,
+    logit_lens,
+    read_run_memory,
+    residual_stream,
+    score_text,
+    tying_facts,
+)
 from model.session import DecodingSession
 from testkit.models import CORPUS, HAMLET, llama_config, random_gpt, require_smollm2_file, tiny_config
 
@@ -283,6 +291,7 @@ def test_logit_lens_on_the_default_model_reaches_its_prediction(default_model):
     _check_lens_entries(result, lens_logits(gpt, torch.tensor([ids])), gpt.config.n_layer)
 
 
+@pytest.mark.smollm2
 def test_logit_lens_on_smollm2(smollm2):
     gpt, tok, _ = smollm2
     ids = tok.encode("The capital of France is")

@@ -105,7 +105,7 @@ def test_a_threshold_on_a_probability_is_an_edge_and_a_moved_threshold_a_differe
         for tally, ours_t in ((on_edge, t), (moved, t * 1.05)):
             s = {"xtc_probability": 1.0, "xtc_threshold": ours_t}
             tally.survivors(got, kept_ids(ours(x, s)),
-                            lambda f: kept_ids(ours(x, s | {"xtc_threshold": ours_t * f})), case)
+                            agree.nudge(x, s, "xtc_threshold"), case)
     assert on_edge.edges > 10 and not on_edge.differ
     assert len(moved.differ) > 10
 

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 
 from model import GPT, generate, load_model
 from model.kv_cache import KVCache
-
 from testkit.models import llama_config, random_gpt, tiny_config
 
 CONFIGS = {"gpt2": tiny_config, "llama": llama_config}

@@ -28,7 +28,6 @@ from ui.api import API
 from ui.handlers import PageHandlers
 from ui.state import ModelRegistry
 
-
 # ---- where the server listens ----
 
 @pytest.mark.parametrize("argv, host", [([], "127.0.0.1"), (["--host", "0.0.0.0"], "0.0.0.0")])
@@ -60,6 +59,7 @@ def test_the_server_keeps_a_bounded_number_of_sessions_dropping_the_least_recent
     assert list(holder.session_data) == ["c", "a", "d"]
 
 
+@pytest.mark.subprocess_app
 def test_a_started_server_listens_on_127_0_0_1_only(tiny_checkpoint):
     port = free_port()
     env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
@@ -196,13 +196,14 @@ def test_a_session_stops_at_max_steps_and_says_press_reset(registry):
 def test_concurrent_jobs_and_queue_size_are_bounded_with_a_clear_message(tmp_path, monkeypatch):
     """One job at a time and two waiting: a burst of six gets three answers and three
     'Queue is full' refusals naming the limit, and never two jobs at once."""
-    release, running, peak = threading.Event(), [0], [0]
+    release, started, running, peak = threading.Event(), threading.Event(), [0], [0]
     lock = threading.Lock()
 
     def slow_undo(registry, user):
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
+        started.set()
         release.wait(30)
         with lock:
             running[0] -= 1
@@ -216,10 +217,15 @@ def test_concurrent_jobs_and_queue_size_are_bounded_with_a_clear_message(tmp_pat
     replies = []
     try:
         sessions = [RawSession(url) for _ in range(6)]
-        threads = [threading.Thread(target=lambda s=s: replies.append(s.call("undo"))) for s in sessions]
-        for t in threads:
+        joined = [threading.Event() for _ in sessions]
+        threads = [threading.Thread(target=lambda s=s, j=j: replies.append(s.call("undo", joined=j)))
+                   for s, j in zip(sessions, joined)]
+        # In order: the first runs, two wait, the rest find the queue full.
+        for i, t in enumerate(threads):
             t.start()
-            time.sleep(0.3)  # in order: the first runs, two wait, the rest find the queue full
+            assert joined[i].wait(30), f"caller {i} was neither queued nor refused"
+            if i == 0:
+                assert started.wait(30), "the first call never ran"
         release.set()
         for t in threads:
             t.join(timeout=60)
@@ -230,8 +236,8 @@ def test_concurrent_jobs_and_queue_size_are_bounded_with_a_clear_message(tmp_pat
         demo.close()
     full = [r for r in replies if not r.ok]
     assert len(replies) == 6 and peak[0] == 1
-    assert len(full) >= 1 and all("Queue is full. Max size is 2" in r.error for r in full), full
-    assert sum(r.ok for r in replies) >= 2
+    assert len(full) == 3 and all("Queue is full. Max size is 2" in r.error for r in full), full
+    assert sum(r.ok for r in replies) == 3
 
 
 # ---- memory: a visitor who leaves takes their session along ----
@@ -240,6 +246,7 @@ def test_a_closed_tab_frees_its_session_and_others_keep_theirs(tmp_path, monkeyp
     import gc
 
     from gradio_client import Client
+
     from model.session import DecodingSession
 
     monkeypatch.setenv("GRADIO_HEARTBEAT_INTERVAL", "0.5")  # notice a closed client quickly

@@ -9,18 +9,30 @@ import re
 
 import pytest
 import torch
-from transformers.generation.logits_process import (MinPLogitsWarper,
-                                                    NoRepeatNGramLogitsProcessor,
-                                                    RepetitionPenaltyLogitsProcessor,
-                                                    TemperatureLogitsWarper, TopKLogitsWarper,
-                                                    TopPLogitsWarper, TypicalLogitsWarper)
+from transformers.generation.logits_process import (
+    MinPLogitsWarper,
+    NoRepeatNGramLogitsProcessor,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+    TypicalLogitsWarper,
+)
 
 import model.sampling
 from model import generate
-from model.sampling import (SEED_MAX, SamplingSettings, apply_penalties, banned_ngram_tokens, draw_u,
-                            entropy_bits, next_token_probs, pick_token, run_pipeline,
-                            sampling_order)
-
+from model.sampling import (
+    SEED_MAX,
+    SamplingSettings,
+    apply_penalties,
+    banned_ngram_tokens,
+    draw_u,
+    entropy_bits,
+    next_token_probs,
+    pick_token,
+    run_pipeline,
+    sampling_order,
+)
 from testkit.models import random_gpt, tiny_config
 
 

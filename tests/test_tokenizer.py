@@ -12,10 +12,17 @@ import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model.tokenizer import (EOT, GPT2_PATTERN, META_FILE, RANKS_FILE, bytes_to_unicode,
-                             gpt2_tokenizer_from_snapshot, load_tokenizer, save_tokenizer,
-                             validate_ids)
-
+from model.tokenizer import (
+    EOT,
+    GPT2_PATTERN,
+    META_FILE,
+    RANKS_FILE,
+    bytes_to_unicode,
+    gpt2_tokenizer_from_snapshot,
+    load_tokenizer,
+    save_tokenizer,
+    validate_ids,
+)
 from testkit.models import CORPUS
 
 VARIED_TEXTS = [

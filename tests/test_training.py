@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from model import load_model
+from testkit.training import ROOT, TINY, env, read_rows, run_train, train_cmd, train_here, write_corpus
 from training import prepare as prep
 from training.checkpointing import complete_checkpoints, resume_root
 
-from testkit.training import ROOT, TINY, env, read_rows, run_train, train_cmd, train_here, write_corpus
+pytestmark = pytest.mark.torchrun
 
 STEPS = ("--max-steps", "8", "--batch-size", "4", "--log-every", "1", "--eval-every", "4",
          "--warmup-steps", "2", "--lr", "3e-3")

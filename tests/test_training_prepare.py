@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from model.tokenizer import load_tokenizer
+from testkit.training import write_corpus
 from training import prepare as prep
 from training.data import WindowStream, val_windows
-
-from testkit.training import write_corpus
 
 
 def test_prepare_on_a_folder_holds_out_whole_files(tmp_path):

@@ -13,10 +13,10 @@ from __future__ import annotations
 import random
 import re
 import signal
-import statistics
 import subprocess
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,8 @@ import pytest
 from testkit.models import make_tiny_checkpoint
 from testkit.raw_client import RawSession
 from testkit.server import cluster_workers, free_port, start_cluster, wait_ready
+
+pytestmark = pytest.mark.workers
 
 STARTUP_S = 300.0  # two workers importing torch and gradio at once on 2 busy cores
 
@@ -266,7 +268,7 @@ def burst(url: str, config: dict, cookies: list[str], steps: int) -> float:
     """One raw session per cookie, each a reset then `steps` steps back to back, all at once;
     returns the seconds until the last one finishes."""
     sessions = []
-    for i, cookie in enumerate(cookies):
+    for cookie in cookies:
         s = RawSession(url, config=config)
         s.http.cookies.set("dp_worker", cookie)
         sessions.append(s)
@@ -290,46 +292,47 @@ def burst(url: str, config: dict, cookies: list[str], steps: int) -> float:
     return seconds
 
 
-def test_a_burst_runs_on_both_workers(cluster, record_property):
-    """The same burst (8 clients x 30 steps) pinned to one worker by its cookie, then spread
-    over both, alternating, three rounds each. Asserted: the spread bursts put each worker's
-    process to work (each did at least 30% of the servers' CPU time), the pinned ones used
-    only w0. The wall-clock speed-up is recorded, not asserted: on 2 cores shared with other
-    jobs it measures the neighbours as much as the cluster (benchmarks/bench_load.py
-    --workers 1 vs 2 measures the room's throughput)."""
-    config = httpx.get(cluster.url + "config").json()
-    procs = [psutil.Process(pid) for pid, _ in cluster.workers]
+def joins_by_worker(cluster: Cluster, since: int) -> tuple[Counter, int]:
+    """How many POST queue/join requests nginx passed to each worker (0, 1, ...) since
+    `since` in its access log, and the log's length now."""
+    text = (cluster.run_dir / "access.log").read_text()
+    worker_of = {str(port): i for i, (_, port) in enumerate(cluster.workers)}
+    ports = re.findall(r'"POST /gradio_api/queue/join[^"]*" cookie=\S* worker=\S+ upstream=127\.0\.0\.1:(\d+)',
+                       text[since:])
+    return Counter(worker_of[p] for p in ports), len(text)
 
-    def cpu():
-        return [p.cpu_times().user + p.cpu_times().system for p in procs]
-    times: dict[str, list[float]] = {"pinned": [], "spread": []}
-    shares: dict[str, list[list[float]]] = {"pinned": [], "spread": []}
-    for _ in range(3):
-        for kind, cookies in (("pinned", ["w0"] * 8), ("spread", ["w0", "w1"] * 4)):
-            before = cpu()
-            times[kind].append(burst(cluster.url, config, cookies, steps=30))
-            used = [b - a for a, b in zip(before, cpu())]
-            shares[kind].append([u / sum(used) for u in used])
-    for share in shares["pinned"]:
-        assert share[0] > 0.85, shares
-    for share in shares["spread"]:
-        assert min(share) > 0.30, shares
-    speedup = statistics.median(times["pinned"]) / statistics.median(times["spread"])
-    record_property("burst_seconds", times)
-    record_property("speedup_two_workers", round(speedup, 2))
-    print(f"burst of 8 x 30 steps: one worker {times['pinned']} s, two {times['spread']} s, "
-          f"speed-up {speedup:.2f}x")
+
+def test_a_burst_runs_on_both_workers(cluster, record_property):
+    """The same burst (8 clients, each a reset and 30 steps) pinned to one worker by its
+    cookie, then spread over both. Asserted from nginx's access log: the pinned burst's calls
+    all reached w0, the spread one's split evenly, and every call was answered. The wall-clock
+    times are recorded, not asserted: on 2 cores shared with other jobs they measure the
+    neighbours as much as the cluster (benchmarks/bench_load.py --workers 1 vs 2 measures the
+    room's throughput)."""
+    config = httpx.get(cluster.url + "config").json()
+    calls = 8 * (1 + 30)
+    _, mark = joins_by_worker(cluster, 0)
+    for kind, cookies, expected in (("pinned", ["w0"] * 8, {0: calls}),
+                                    ("spread", ["w0", "w1"] * 4, {0: calls // 2, 1: calls // 2})):
+        seconds = burst(cluster.url, config, cookies, steps=30)
+        joins, mark = joins_by_worker(cluster, mark)
+        assert joins == expected, (kind, joins)
+        record_property(f"{kind}_burst_seconds", round(seconds, 2))
+        print(f"{kind} burst of 8 x 30 steps: {seconds:.1f} s")
 
 
 # ---- stopping ----
 
-def test_a_dead_worker_is_reported_and_the_rest_is_stopped(cluster):
-    """Runs last on the shared cluster: it kills worker 1."""
-    children = psutil.Process(cluster.proc.pid).children(recursive=True)
-    assert len(children) >= 4  # two workers, nginx's master and its worker
-    psutil.Process(cluster.workers[1][0]).kill()
-    assert cluster.proc.wait(timeout=60) == 1
-    out = cluster.log.read_text()
+def test_a_dead_worker_is_reported_and_the_rest_is_stopped(tmp_path, checkpoint):
+    c = launch_cluster(tmp_path, checkpoint, workers=2)  # its own: it kills worker 1
+    try:
+        children = psutil.Process(c.proc.pid).children(recursive=True)
+        assert len(children) >= 4  # two workers, nginx's master and its worker
+        psutil.Process(c.workers[1][0]).kill()
+        assert c.proc.wait(timeout=60) == 1
+    finally:
+        stop(c.proc)
+    out = c.log.read_text()
     assert re.search(r"worker 1 \(pid \d+\) exited with code -9", out), out
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running: {alive}"

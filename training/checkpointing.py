@@ -21,9 +21,8 @@ import json
 import os
 import re
 import shutil
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import torch
 import torch.distributed.checkpoint as dcp

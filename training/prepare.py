@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from model.downloads import cache_dir, check_sha256 as check_sha256_of
+from model.downloads import cache_dir
+from model.downloads import check_sha256 as check_sha256_of
 from model.downloads import pip_download as pip_download_one
 from model.tokenizer import EOT, save_tokenizer, train_bpe
 

@@ -20,7 +20,6 @@ from .state import UserState, display_name
 from .views import PageView
 
 
-
 def event_data(evt) -> dict:
     data = getattr(evt, "_data", None)
     return data if isinstance(data, dict) else {}
@@ -76,7 +75,8 @@ class PageHandlers:
 
     def _open(self, user, d, model, request, problems, prompt_key="prompt"):
         ack = d.get("id")
-        if isinstance(model, str) and model in self.actions.registry.names and not self.actions.registry.is_loaded(model):
+        registry = self.actions.registry
+        if isinstance(model, str) and model in registry.names and not registry.is_loaded(model):
             yield user, self.view.message(user, None, loading=self._loading(model)), gr.skip()
         try:
             if user is not None and user.session is not None:

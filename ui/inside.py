@@ -20,7 +20,6 @@ from __future__ import annotations
 import html
 import itertools
 import json
-import math
 
 from model.inspect import logit_lens, score_text, token_text
 

@@ -162,7 +162,8 @@ SCORE_TEMPLATE = """
     <div class="ds-summary"></div>
     <div class="ds-cols">
       <div class="ds-left">
-        <div class="ds-tokens" aria-label="the text's tokens coloured by probability; Tab to a token for its numbers"></div>
+        <div class="ds-tokens"
+             aria-label="the text's tokens coloured by probability; Tab to a token for its numbers"></div>
         <div class="dp-legend"><span>Probability the model gave each token:</span><span>unlikely</span>
           <span class="dp-grad"></span><span>likely</span><span class="ds-first-key">grey = the first
           token, nothing to predict it from</span><span>· hover, focus or tap a token</span></div>

@@ -22,7 +22,6 @@ import weakref
 
 from .state import UserState
 
-
 CHECK_FROM = 0.85  # below this fraction of the budget, an action does not count the sessions
 HEADROOM = 0.9  # sessions fill the budget to this fraction: the next prompt needs room too
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import codecs
 import html
-import json
 import unicodedata
 
 # Whitespace and control characters made visible, so " the" and "the" look different.
