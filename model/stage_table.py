@@ -289,8 +289,7 @@ def breaker_heads(tokenizer, breakers, n_vocab: int) -> dict[int, list[tuple[int
             return cache["heads"][key]
         pieces = cache["pieces"].get(n_vocab)
     if pieces is None:
-        pieces = [tokenizer.decode_single_token_bytes(i) if i < tokenizer.n_vocab else b""
-                  for i in range(n_vocab)]
+        pieces = [_piece(tokenizer, i) for i in range(n_vocab)]
     heads = ls.dry_breaker_sequences(breakers, pieces, tokenizer.encode_ordinary)
     with _BREAKER_LOCK:
         cache["pieces"][n_vocab] = pieces
@@ -298,6 +297,15 @@ def breaker_heads(tokenizer, breakers, n_vocab: int) -> dict[int, list[tuple[int
         while len(cache["heads"]) > BREAKER_SETS_KEPT:
             cache["heads"].popitem(last=False)
     return heads
+
+
+def _piece(tokenizer, token: int) -> bytes:
+    """A token's bytes; b"" for an id the tokenizer lacks (a model's vocabulary may be padded
+    past its tokenizer's, or leave gaps)."""
+    try:
+        return tokenizer.decode_single_token_bytes(token)
+    except (KeyError, ValueError):
+        return b""
 
 
 def check_seed(seed) -> int:
