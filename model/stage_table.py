@@ -275,7 +275,8 @@ def _breaker_heads(s, run: Run, x: torch.Tensor) -> dict:
         return {}
     if run.vocab is None:
         raise ValueError("DRY's sequence breakers are text, matched against the tokenizer's pieces: "
-                         "pass the tokenizer (vocab=), or set dry_sequence_breakers to []")
+                         "pass the tokenizer (model.generate(..., tokenizer=), run_pipeline(..., vocab=)), "
+                         "or set dry_sequence_breakers to []")
     return breaker_heads(run.vocab, s.dry_sequence_breakers, x.numel())
 
 
