@@ -113,6 +113,9 @@ def apply_typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
     if mass >= 1.0:
         return logits
     log_probs = torch.log_softmax(logits, dim=-1)
+    # nansum: a token an earlier stage removed (-inf) holds no mass, and 0·(-inf) is NaN. (llama.cpp's
+    # typical sums that NaN after top-nσ, or wherever a float32 probability underflows to 0, and
+    # its cut is then whatever its sort makes of NaN: tests/test_llamacpp_samplers.py.)
     entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
     surprise_gap = torch.abs(-log_probs - entropy)  # how far each token's surprise is from H
     # Stable: among tokens equally far from the entropy the lower id comes first (is kept).
