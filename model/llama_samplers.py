@@ -158,23 +158,26 @@ def dry_breaker_sequences(breakers, pieces: list[bytes], encode) -> dict[int, li
         if not word:
             continue
         for token, piece in enumerate(pieces):
-            tails = heads.setdefault(token, [])
-            if word in piece:
-                if () not in tails:
-                    tails.append(())
-                continue
-            pos = piece.find(word[:1])
-            while pos >= 0:
-                # The piece's end overlaps the breaker's start (the piece ends inside it).
-                rest = len(piece) - pos
-                if piece[pos:] == word[:rest]:
-                    tail = tuple(encode(word[rest:].decode("utf-8", errors="replace"))[:DRY_MAX_TAIL_TOKENS])
-                    if tail not in tails:
-                        tails.append(tail)
-                pos = piece.find(word[:1], pos + 1)
-            if not tails:
-                del heads[token]
+            for tail in _tails(piece, word, encode):
+                tails = heads.setdefault(token, [])
+                if tail not in tails:
+                    tails.append(tail)
     return heads
+
+
+def _tails(piece: bytes, word: bytes, encode) -> list[tuple[int, ...]]:
+    """The breaker `word`'s tails for a token whose bytes are `piece`: () when the piece holds
+    the whole word, else one tail per place where the piece ends inside the word's start."""
+    if word in piece:
+        return [()]
+    out = []
+    pos = piece.find(word[:1])
+    while pos >= 0:
+        rest = len(piece) - pos  # bytes of the word the piece already holds
+        if piece[pos:] == word[:rest]:
+            out.append(tuple(encode(word[rest:].decode("utf-8", errors="replace"))[:DRY_MAX_TAIL_TOKENS]))
+        pos = piece.find(word[:1], pos + 1)
+    return out
 
 
 def _repeat_lengths(window: list[int], limit: int) -> list[int]:
