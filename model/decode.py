@@ -19,7 +19,7 @@ from .sampling import SEED_MAX, SamplingSettings, check_seed, choose, run_pipeli
 
 @torch.inference_mode()
 def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, settings: SamplingSettings | None = None,
-             *, seed: int | None = 0, **values) -> torch.Tensor:
+             *, seed: int | None = 0, tokenizer=None, **values) -> torch.Tensor:
     """idx (B, T) long -> (B, T + max_new_tokens). Never stops early.
 
     Settings are a SamplingSettings or its fields as keywords (temperature=0.8, top_k=40, ...;
@@ -47,11 +47,13 @@ def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, settings: Samplin
     cache = gpt.new_cache(B)
     logits = gpt(idx[:, -block:].to(device), cache=cache, last_only=True)[:, -1, :]  # (B, V)
     new = []
+    mus = [None] * B  # mirostat's state per row
     for i in range(max_new_tokens):
         step = []
         for b in range(B):
-            token, _, _ = choose(run_pipeline(logits[b], settings, rows[b]), settings, seeds[b],
-                                 len(rows[b]))
+            pipe = run_pipeline(logits[b], settings, rows[b], seed=seeds[b], vocab=tokenizer, mu=mus[b])
+            token, _, _ = choose(pipe, settings, seeds[b], len(rows[b]))
+            mus[b] = pipe.mu_after(token, settings)
             rows[b].append(token)
             step.append(token)
         nxt = torch.tensor(step, device=device)[:, None]  # (B, 1)

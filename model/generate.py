@@ -11,6 +11,7 @@ import codecs
 import sys
 import types
 
+from .chain import parse_letters
 from .decode import generate
 from .loading import load_model
 from .quant import MODES
@@ -20,16 +21,70 @@ from .session import DecodingSession
 DEFAULT_MODEL = "checkpoints/shakespeare"
 
 
+# llama.cpp's names for our settings (its llama-cli flags), accepted as well as ours.
+LLAMA_FLAGS = {"temperature": ["--temp"], "typical_p": ["--typical"],
+               "repetition_penalty": ["--repeat-penalty"], "penalty_last_n": ["--repeat-last-n"],
+               "dynatemp_exponent": ["--dynatemp-exp"], "mirostat_tau": ["--mirostat-ent"],
+               "mirostat_eta": ["--mirostat-lr"]}
+
+
 def add_setting_flags(ap: argparse.ArgumentParser) -> None:
     """One flag per sampling setting, from the table in model/sampling.py: its name with
-    dashes, its type, its default and its help."""
+    dashes (and llama.cpp's name where it differs), its type, its default and its help. The
+    list settings take llama.cpp's forms: --samplers "penalties;top_k;temperature" or
+    --sampling-seq edskypmxt, --dry-sequence-breaker (repeated; "none" = no breakers) and
+    --logit-bias ID+BIAS or ID-inf (repeated)."""
     for x in SETTINGS.values():
-        flag = "--" + x.name.replace("_", "-")
-        if x.kind == "bool":
-            ap.add_argument(flag, action="store_true", help=x.help)
+        flags = ["--" + x.name.replace("_", "-")] + LLAMA_FLAGS.get(x.name, [])
+        if x.name == "dry_sequence_breakers":
+            ap.add_argument("--dry-sequence-breaker", dest=x.name, action="append", default=None,
+                            help=f"{x.help} Repeat the flag for each; \"none\" = no breakers "
+                                 f"(default {list(x.default)})")
+        elif x.name == "logit_bias":
+            ap.add_argument("--logit-bias", dest=x.name, action="append", default=None, type=_bias_flag,
+                            help="Add BIAS to token ID's logit: ID+BIAS or ID-BIAS; ID-inf bans it. "
+                                 "Repeat the flag for each token.")
+        elif x.name == "samplers":
+            ap.add_argument(*flags, dest=x.name, default=None, help=x.help)
+            ap.add_argument("--sampling-seq", dest=x.name, default=None, type=_letters_flag,
+                            help="The chain as llama.cpp's letters only: e penalties, d dry, "
+                                 "s top_n_sigma, k top_k, y typical, p top_p, m min_p, x xtc, "
+                                 "t temperature (default: today's order)")
+        elif x.kind == "bool":
+            ap.add_argument(*flags, dest=x.name, action="store_true", help=x.help)
         else:
-            ap.add_argument(flag, type=int if x.kind == "int" else float, default=x.default,
-                            help=f"{x.help} (default {x.default:g})")
+            ap.add_argument(*flags, dest=x.name, type=int if x.kind == "int" else float,
+                            default=x.default, help=f"{x.help} (default {x.default:g})")
+
+
+def _letters_flag(text: str) -> list[str]:
+    try:
+        return parse_letters(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _bias_flag(text: str) -> list:
+    """llama.cpp's --logit-bias form, TOKEN_ID(+/-)BIAS, as a [id, bias] pair (-inf: false)."""
+    for i, c in enumerate(text):
+        if c in "+-" and i > 0:
+            token, bias = text[:i], text[i:]
+            break
+    else:
+        raise argparse.ArgumentTypeError(f"--logit-bias takes ID+BIAS or ID-BIAS (e.g. 15043+1 or "
+                                         f"15043-inf), but got {text!r}")
+    try:
+        return [int(token), False if bias == "-inf" else float(bias)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--logit-bias takes ID+BIAS or ID-BIAS (e.g. 15043+1 or "
+                                         f"15043-inf), but got {text!r}") from None
+
+
+def settings_from_flags(args) -> SamplingSettings:
+    values = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
+    if values.get("dry_sequence_breakers") == ["none"]:
+        values["dry_sequence_breakers"] = []
+    return SamplingSettings.from_dict(values)
 
 
 def main(argv=None) -> int:
@@ -47,7 +102,7 @@ def main(argv=None) -> int:
                     help="print each step's top candidates and their probabilities")
     args = ap.parse_args(argv)
     try:
-        settings = SamplingSettings.from_dict({name: getattr(args, name) for name in SETTINGS})
+        settings = settings_from_flags(args)
         if args.max_new_tokens < 0:
             raise ValueError(f"--max-new-tokens must be >= 0, but is {args.max_new_tokens}")
         gpt, tokenizer, _ = load_model(args.model, mode=args.mode)

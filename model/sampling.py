@@ -2,15 +2,23 @@
 
     raw logits -> penalties -> temperature -> top-k -> top-p -> min-p -> typical-p -> pick
 
-One table below, STAGES, says everything about it: which stages run, in which order, with
+That is the default chain. The order is itself a setting, `samplers` (model/chain.py: stage
+names, llama.cpp's letters or `;`-separated names, presets), and the newer stages join it once
+their settings are changed: llama.cpp's top-nσ, XTC, DRY, dynamic temperature (in the
+temperature stage), mirostat and logit bias (model/llama_samplers.py, llama.cpp's semantics),
+and Hugging Face's ε and η cutoffs. Logit bias always runs first; mirostat replaces the chain
+with temperature then mirostat, as in llama.cpp. A stage that draws (XTC) has its own u from
+(seed, position, stage name); mirostat's μ is state the session keeps with each step.
+
+One table, STAGES (model/stage_table.py), says everything about it: which stages exist, with
 which settings, when each is active, and each setting's domain, default, control range,
 unit and help text. `run_pipeline` walks the table (as transformers' LogitsProcessorList
 walks its processors); `SamplingSettings` is generated from it and validates every value
 against it; `schema()` hands the same table to the page as JSON, where ui/static/pipeline.js
-walks it with its own function per stage. Adding a stage is one entry here plus its function
-in model/warpers.py and in pipeline.js.
+walks it with its own function per stage. Adding a stage is one entry in the table plus its
+function in model/warpers.py (or model/llama_samplers.py) and in pipeline.js.
 
-The warpers have Hugging Face's semantics (model/warpers.py). Temperature divides the logits:
+The classic warpers have Hugging Face's semantics (model/warpers.py). Temperature divides the logits:
 T -> 0 approaches argmax (T = 0 *is* argmax, "greedy") and a large T approaches uniform, so a
 temperature near 0 makes output more predictable, never more random. Top-p after top-k acts
 on the renormalised top-k set. `temperature_last` moves temperature after the filters
@@ -30,14 +38,34 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from . import chain, warpers  # noqa: F401
+from . import llama_samplers as ls
+from .stage_table import (  # noqa: F401
+    CONTROL_ORDER,
+    INT_MAX,
+    MAIN_SETTINGS,
+    SEED_MAX,
+    SETTINGS,
+    STAGE_BY_NAME,
+    STAGE_NAMES,
+    STAGES,
+    SWITCHES,
+    Run,
+    Setting,
+    Stage,
+    breaker_heads,
+    check_seed,
+    draw_stage_u,
+)
 from .warpers import (  # noqa: F401
     NEG_INF,
+    apply_epsilon,
+    apply_eta,
     apply_min_p,
     apply_penalties,
     apply_temperature,
@@ -47,117 +75,9 @@ from .warpers import (  # noqa: F401
     banned_ngram_tokens,
 )
 
-# The seeds every entry point accepts (the session, the CLI, the API, the page's box): JSON,
-# JavaScript numbers and numpy's generators all hold them exactly.
-SEED_MAX = 2**32 - 1
-# Integer settings stop here: far past any vocabulary or context, inside every JSON reader.
-INT_MAX = 2**31 - 1
-
-
-# ---- the table ----
-
-@dataclass(frozen=True)
-class Setting:
-    """One sampling setting: its domain (what the engine accepts), its default (which is also
-    the value that turns it off) and the control the page draws for it."""
-    name: str
-    label: str
-    kind: str  # "float", "int" or "bool"
-    default: float | int | bool
-    low: float | None = None  # the domain; None = unbounded
-    high: float | None = None
-    above_low: bool = False  # the domain excludes `low` itself
-    control: tuple[float, float, float] | None = None  # the page's (min, max, step)
-    unit: str = ""
-    help: str = ""
-    off_note: str = ""  # how error messages say what the default means, e.g. "0 = greedy"
-
-    @property
-    def note(self) -> str:
-        return f" ({self.off_note or f'{self.default:g} = off'})" if self.kind != "bool" else ""
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the pipeline. It is active when any of its settings differs from its
-    default (and, with needs_context, when there is a context to look at)."""
-    name: str
-    title: str
-    colour: str  # the page's colour for what this stage removes
-    settings: tuple[Setting, ...]
-    apply: Callable  # (logits (V,), settings, context) -> logits (V,)
-    needs_context: bool = False
-    last_when: str | None = None  # a bool setting that moves this stage after all others
-
-    def changed(self, s) -> bool:
-        return any(getattr(s, x.name) != x.default for x in self.settings)
-
-    def active(self, s, context) -> bool:
-        return self.changed(s) and (bool(context) or not self.needs_context)
-
-
-def _f(name, label, default, low, high, control, help, **kw) -> Setting:
-    return Setting(name, label, "float", float(default), low, high, control=control, help=help, **kw)
-
-
-def _i(name, label, default, control, help, **kw) -> Setting:
-    return Setting(name, label, "int", int(default), 0, INT_MAX, control=control, help=help, **kw)
-
-
-STAGES: tuple[Stage, ...] = (
-    Stage("penalties", "penalties", "#9333ea", (
-        _f("repetition_penalty", "Repetition penalty", 1.0, 0.0, None, (0.5, 2.0, 0.01),
-           "Tokens already in the text: positive logits ÷ penalty, negative ones × penalty. "
-           "> 1 discourages repeats. 1 = off.", above_low=True),
-        _f("presence_penalty", "Presence penalty", 0.0, None, None, (-2.0, 2.0, 0.05),
-           "Subtracted once from the logit of every token already in the text. 0 = off."),
-        _f("frequency_penalty", "Frequency penalty", 0.0, None, None, (-2.0, 2.0, 0.05),
-           "Subtracted from a token's logit once per time it already appeared. 0 = off."),
-        _i("no_repeat_ngram_size", "No-repeat n-gram size", 0, (0, 6, 1),
-           "Ban any token that would repeat an n-gram already in the text. 0 = off.",
-           unit="tokens"),
-    ), lambda x, s, ctx: apply_penalties(x, list(ctx), s), needs_context=True),
-    Stage("temperature", "temperature", "#475569", (
-        _f("temperature", "Temperature", 1.0, 0.0, None, (0.0, 2.0, 0.01),
-           "Divides the logits by T. T → 0 is greedy (argmax, not random!); T = 1 is the model "
-           "as trained; large T flattens towards uniform.", off_note="0 = greedy"),
-    ), lambda x, s, ctx: apply_temperature(x, s.temperature), last_when="temperature_last"),
-    Stage("top_k", "top-k", "#ea580c", (
-        _i("top_k", "Top-k", 0, (0, 200, 1),
-           "Keep only the k most likely tokens (ties at the k-th stay). 0 = off.", unit="tokens"),
-    ), lambda x, s, ctx: apply_top_k(x, s.top_k)),
-    Stage("top_p", "top-p", "#dc2626", (
-        _f("top_p", "Top-p (nucleus)", 1.0, 0.0, 1.0, (0.0, 1.0, 0.01),
-           "Keep the smallest set of top tokens whose probability adds up to p. 1 = off."),
-    ), lambda x, s, ctx: apply_top_p(x, s.top_p)),
-    Stage("min_p", "min-p", "#0d9488", (
-        _f("min_p", "Min-p", 0.0, 0.0, 1.0, (0.0, 1.0, 0.01),
-           "Drop tokens less likely than min-p × the top token's probability. 0 = off."),
-    ), lambda x, s, ctx: apply_min_p(x, s.min_p)),
-    Stage("typical_p", "typical-p", "#a16207", (
-        _f("typical_p", "Typical-p", 1.0, 0.0, 1.0, (0.0, 1.0, 0.01),
-           "Keep tokens whose surprise is closest to the average surprise (entropy), up to "
-           "mass p. 1 = off."),
-    ), lambda x, s, ctx: apply_typical_p(x, s.typical_p)),
-)
-
-# Switches that change the pipeline's shape rather than one stage.
-SWITCHES: tuple[Setting, ...] = (
-    Setting("temperature_last", "Temperature last (llama.cpp order)", "bool", False,
-            help="Off: Hugging Face's order (temperature, then filters). On: llama.cpp's "
-                 "(filters see the T = 1 distribution, temperature last)."),
-)
-
-# The page shows the first MAIN_SETTINGS controls up front and the rest under "More".
-CONTROL_ORDER = ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty",
-                 "temperature_last", "presence_penalty", "frequency_penalty",
-                 "no_repeat_ngram_size")
-MAIN_SETTINGS = 7
-
-_ALL = {x.name: x for st in STAGES for x in st.settings} | {x.name: x for x in SWITCHES}
-assert sorted(CONTROL_ORDER) == sorted(_ALL), "CONTROL_ORDER must list every setting once"
-SETTINGS: dict[str, Setting] = {name: _ALL[name] for name in CONTROL_ORDER}
-STAGE_NAMES = tuple(st.name for st in STAGES)
+# The settings that are lists or objects, each with its decoder (model/chain.py).
+_DECODERS = {"samplers": chain.parse_samplers, "dry_sequence_breakers": chain.parse_breakers,
+             "logit_bias": chain.parse_logit_bias}
 
 
 # ---- settings, validated against the table ----
@@ -190,6 +110,8 @@ def _integer(name: str, value, lo: int = 0, hi: int | None = None, note: str = "
 def check_setting(setting: Setting, value):
     """The value in its normal form (float, int or bool), or ValueError naming it."""
     name, note = setting.name, setting.note
+    if setting.kind in ("list", "json"):
+        return _DECODERS[name](value)
     if setting.kind == "bool":
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be true or false, but is {value!r:.80}")
@@ -227,17 +149,18 @@ class _SettingsMethods:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0.0
+        """T = 0 picks the argmax, unless dynamic temperature may lift T above 0."""
+        return self.temperature == 0.0 and (self.dynatemp_range == 0.0 or self.mirostat != 0)
 
     @property
     def has_penalties(self) -> bool:
-        return STAGES[0].changed(self)
+        return STAGE_BY_NAME["penalties"].changed(self)
 
 
 SamplingSettings = dataclasses.make_dataclass(
     "SamplingSettings",
-    [(x.name, {"float": float, "int": int, "bool": bool}[x.kind], dataclasses.field(default=x.default))
-     for x in SETTINGS.values()],
+    [(x.name, {"float": float, "int": int, "bool": bool}.get(x.kind, object),
+      dataclasses.field(default=x.default)) for x in SETTINGS.values()],
     bases=(_SettingsMethods,), frozen=True, namespace={"__module__": __name__})
 SamplingSettings.__doc__ = ("Sampling settings, one field per row of the table (defaults turn "
                             "each one off): " + ", ".join(
@@ -253,7 +176,10 @@ def schema() -> dict:
     return {
         "stages": [{"name": st.name, "title": st.title, "colour": st.colour,
                     "settings": [x.name for x in st.settings], "needs_context": st.needs_context,
-                    "last_when": st.last_when} for st in STAGES],
+                    "last_when": st.last_when, "listed": st.listed} for st in STAGES],
+        # How the page reads the `samplers` setting (see model/chain.py).
+        "chain": {"letters": chain.LETTERS, "names": chain.NAMES,
+                  "presets": {k: list(v) for k, v in chain.PRESETS.items()}},
         "settings": {name: setting(x) for name, x in SETTINGS.items()},  # in CONTROL_ORDER
         "main_settings": MAIN_SETTINGS,
         "seed": {"min": 0, "max": SEED_MAX},
@@ -282,31 +208,62 @@ class Pipeline:
     raw: torch.Tensor  # (V,) float64: the model's logits, untouched
     stages: list[StageResult]  # in the order they ran
     probs: torch.Tensor  # (V,) float64: the final distribution, zeros outside the kept set
+    mu: float | None = None  # mirostat's μ that made this step's cut (None: mirostat off)
 
     def stage(self, name: str) -> StageResult:
         return next(s for s in self.stages if s.name == name)
 
+    def mu_after(self, token: int, settings) -> float | None:
+        """Mirostat's μ for the next step once `token` is chosen: it moves by the error between
+        the token's surprise and τ. A token the cut removed (a user's pick) leaves μ as it was."""
+        if self.mu is None:
+            return None
+        p = float(self.probs[token])
+        if p <= 0:
+            return self.mu
+        return ls.mirostat_mu_after(self.mu, settings.mirostat_tau, settings.mirostat_eta, p)
+
+
+def chain_of(settings=None) -> tuple[Stage, ...]:
+    """The stages in the order they run, duplicates included: logit bias first when set; then
+    with mirostat on, temperature and mirostat (llama.cpp's chain); else the `samplers` order,
+    with temperature moved last by `temperature_last`. Off stages that are not `listed` (and
+    not changed) are left out, so the default chain reads as the classic pipeline."""
+    s = settings or SamplingSettings()
+    head = (STAGE_BY_NAME["logit_bias"],) if s.logit_bias else ()
+    if s.mirostat:
+        return head + (STAGE_BY_NAME["temperature"], STAGE_BY_NAME["mirostat"])
+    stages = [STAGE_BY_NAME[name] for name in s.samplers]
+    stages = [st for st in stages if st.listed or st.changed(s)]
+    moved = [st for st in stages if st.last_when and getattr(s, st.last_when)]
+    return head + tuple(st for st in stages if st not in moved) + tuple(moved)
+
 
 def stage_order(settings=None) -> tuple[Stage, ...]:
-    """STAGES in the order they run: a stage whose `last_when` switch is on moves last."""
-    s = settings or SamplingSettings()
-    return (tuple(st for st in STAGES if not (st.last_when and getattr(s, st.last_when)))
-            + tuple(st for st in STAGES if st.last_when and getattr(s, st.last_when)))
+    """The stages in the order they run (see chain_of)."""
+    return chain_of(settings)
 
 
-def run_pipeline(logits: torch.Tensor, settings=None, context: list[int] | None = None) -> Pipeline:
-    """logits: (V,) for the last position. context: the token ids so far (for penalties)."""
+def run_pipeline(logits: torch.Tensor, settings=None, context: list[int] | None = None, *,
+                 seed: int = 0, vocab=None, mu: float | None = None) -> Pipeline:
+    """logits: (V,) for the last position. context: the token ids so far (for penalties and
+    DRY; its length is the position). seed: the run's, for the stages that draw (XTC).
+    vocab: the tokenizer, for DRY's sequence breakers and logit biases given as text.
+    mu: mirostat's state (None = its start, 2τ)."""
     s = settings or SamplingSettings()
     context = list(context or [])
+    if s.mirostat and mu is None:
+        mu = 2.0 * s.mirostat_tau
+    run = Run(context, check_seed(seed), vocab, mu if s.mirostat else None)
     x = raw = _as_logits(logits)
     stages = []
-    for stage in stage_order(s):
+    for stage in chain_of(s):
         active = stage.active(s, context)
         if active:
-            x = stage.apply(x, s, context)
+            x = stage.apply(x, s, run)
             _check_stage(stage.name, x, s)
         stages.append(StageResult(stage.name, active, x))
-    return Pipeline(raw=raw, stages=stages, probs=x.softmax(dim=-1))
+    return Pipeline(raw=raw, stages=stages, probs=x.softmax(dim=-1), mu=run.mu)
 
 
 def _check_stage(name: str, logits: torch.Tensor, s) -> None:
@@ -314,17 +271,25 @@ def _check_stage(name: str, logits: torch.Tensor, s) -> None:
     top = logits.max()  # one pass: +inf, NaN and "nothing finite" all show in the maximum
     if torch.isfinite(top):
         return
+    if name == "temperature" and s.dynatemp_range > 0:
+        raise ValueError(f"the dynamic temperature (temperature {s.temperature!r} ± {s.dynatemp_range!r}) "
+                         "came out so close to 0 that the logits overflow; raise the temperature or "
+                         "lower dynatemp_range")
     if name == "temperature":
         raise ValueError(f"temperature {s.temperature!r} is too small: the logits divided by it "
                          "overflow; use temperature 0 for greedy decoding")
     if name == "penalties" and s.no_repeat_ngram_size and top == NEG_INF:
         raise ValueError(f"no_repeat_ngram_size {s.no_repeat_ngram_size} bans every token here; "
                          "lower it (0 = off)")
+    if name == "logit_bias" and top == NEG_INF:
+        raise ValueError("logit_bias bans every token; leave at least one unbanned")
     if name == "penalties":
         raise ValueError(f"the penalties overflow the logits (repetition_penalty "
                          f"{s.repetition_penalty!r}, presence_penalty {s.presence_penalty!r}, "
                          f"frequency_penalty {s.frequency_penalty!r}); use less extreme values")
-    raise ValueError(f"the {name} stage removed every token; lower or turn off that setting")
+    if top == NEG_INF:
+        raise ValueError(f"the {name} stage removed every token; lower or turn off that setting")
+    raise ValueError(f"the {name} stage made a logit infinite or NaN; use less extreme values")
 
 
 def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int = 0,
@@ -381,12 +346,6 @@ def pick_token(probs: torch.Tensor, u: float) -> int:
         if i < len(order) or len(order) >= n_kept:
             return int(order[min(i, n_kept - 1)])  # rounding can leave the total a hair below u
         k = min(n_kept, 8 * k)
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
-        raise ValueError(f"seed must be a whole number from 0 to {SEED_MAX:,}, but is {seed!r:.80}")
-    return int(seed)
 
 
 def draw_u(seed: int, position: int) -> float:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .kv_cache import context_window
-from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_u, run_pipeline
+from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_stage_u, draw_u, run_pipeline
 from .tokenizer import validate_ids
 
 TOP_CANDIDATES = 10  # per stage, kept in each step's record
@@ -54,6 +54,8 @@ class StepRecord:
     raw_prob: float  # ... and its probability under the raw model (T = 1, no filters)
     settings: dict
     candidates: dict[str, list[tuple[int, float]]]  # stage -> top (token, prob) after that stage
+    mu: float | None = None  # mirostat's μ for this step's cut (None: mirostat off)
+    draws: dict = field(default_factory=dict)  # the random stages' own u (XTC's), by stage
     logits: torch.Tensor | None = field(default=None, repr=False)  # (V,) the step's raw logits
 
     def to_dict(self) -> dict:
@@ -143,6 +145,11 @@ class DecodingSession:
     def generated_text(self) -> str:
         return self.tokenizer.decode(self._ids[self.prompt_len:])
 
+    @property
+    def mirostat_mu(self) -> float | None:
+        """Mirostat's μ for the next step (None: it starts at 2τ)."""
+        return self._mu
+
     def piece(self, token: int) -> str:
         return self.tokenizer.decode([token])
 
@@ -206,6 +213,7 @@ class DecodingSession:
             # The window each step's logits were computed over: undo restores it, so stepping
             # again after an undo across a slide sees exactly what the first run saw.
             self._step_windows: list[int] = []
+            self._mu: float | None = None  # mirostat's state for the next step (None: 2τ)
             self._record_bytes: list[int] = []  # each record's Python objects (memory_bytes)
             self._prefill()
             self.notice = notice.strip()
@@ -214,7 +222,8 @@ class DecodingSession:
     def distribution(self, settings: SamplingSettings | None = None) -> Pipeline:
         """The next token's pipeline under `settings`, from the kept logits: no model run."""
         with self._lock:
-            return run_pipeline(self.logits, settings or SamplingSettings(), self._ids)
+            return run_pipeline(self.logits, settings or SamplingSettings(), self._ids, seed=self.seed,
+                                vocab=self.tokenizer, mu=self._mu)
 
     def next_u(self) -> float:
         return draw_u(self.seed, len(self._ids))
@@ -237,15 +246,20 @@ class DecodingSession:
         candidates = {}
         for name, probs in [("raw", pipe.raw.softmax(-1))] + [(s.name, s.probs) for s in pipe.stages]:
             top = torch.topk(probs, min(TOP_CANDIDATES, probs.numel()))
+            n = 2
+            while name in candidates:  # a stage that runs twice: "top_k", then "top_k#2"
+                name, n = f"{name.split('#')[0]}#{n}", n + 1
             candidates[name] = [(int(i), float(p)) for p, i in zip(top.values, top.indices)]
         record = StepRecord(
             position=len(self._ids), token=token, piece=self.piece(token), how=how, u=u,
             prob=float(pipe.probs[token]), raw_prob=float(pipe.raw.softmax(-1)[token]),
-            settings=settings.to_dict(), candidates=candidates, logits=self.logits)
+            settings=settings.to_dict(), candidates=candidates, mu=pipe.mu,
+            draws={"xtc": draw_stage_u(self.seed, len(self._ids), "xtc")}, logits=self.logits)
         self.history.append(record)
         self._step_windows.append(self._window)
         self._record_bytes.append(sys.getsizeof(record) + _plain_bytes(record.to_dict()))
         self._drop_old_logits()
+        self._mu = pipe.mu_after(token, settings)
         self._append(token)
         return record
 
@@ -277,6 +291,7 @@ class DecodingSession:
         record, window = self.history[steps], self._step_windows[steps]
         del self.history[steps:], self._step_windows[steps:], self._record_bytes[steps:]
         del self._ids[record.position:]
+        self._mu = record.mu  # mirostat's state from just before that step
         kept = record.position - window  # positions the cache must hold
         if record.logits is not None and window == self._window and 1 <= kept <= self._cache.pos:
             self._cache.truncate(kept)  # the cache already holds ids[window:]: no recompute

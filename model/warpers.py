@@ -9,6 +9,8 @@ processors in generation/logits_process.py), so even ties and exact boundaries a
   including the token that crosses p.
 - min-p keeps tokens whose probability is at least min_p times the top token's.
 - typical-p keeps the tokens whose surprise is closest to the entropy, up to mass p.
+- epsilon (ε-cutoff) removes tokens with probability < ε; eta (η-cutoff) removes those below
+  min(ε, sqrt(ε)·exp(-H)), H the entropy in nats. Both keep the most likely token.
 - penalties: HF's repetition penalty, OpenAI's presence/frequency penalties, HF's no-repeat
   n-gram ban.
 
@@ -17,11 +19,18 @@ model/sampling.py says when each runs, in which order, and with which settings.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import torch
 
 NEG_INF = float("-inf")
+
+
+def penalty_window(context: list[int], last_n: int) -> list[int]:
+    """The tokens the repetition/presence/frequency penalties look at: the whole context
+    (last_n = -1, Hugging Face's definition), the last n (llama.cpp's), or none (0)."""
+    return list(context) if last_n < 0 else list(context[max(0, len(context) - last_n):]) if last_n else []
 
 
 def apply_penalties(logits: torch.Tensor, context: list[int], s) -> torch.Tensor:
@@ -32,12 +41,13 @@ def apply_penalties(logits: torch.Tensor, context: list[int], s) -> torch.Tensor
     logits = logits.clone()
     if not context:
         return logits
-    ids = torch.tensor(sorted(set(context)), dtype=torch.long)
-    if s.repetition_penalty != 1.0:
+    window = penalty_window(context, s.penalty_last_n)
+    ids = torch.tensor(sorted(set(window)), dtype=torch.long)
+    if s.repetition_penalty != 1.0 and window:
         seen = logits[ids]
         logits[ids] = torch.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty)
-    if s.presence_penalty or s.frequency_penalty:
-        counts = Counter(context)
+    if (s.presence_penalty or s.frequency_penalty) and window:
+        counts = Counter(window)
         count = torch.tensor([counts[i] for i in ids.tolist()], dtype=logits.dtype)
         logits[ids] -= s.presence_penalty + s.frequency_penalty * count
     if s.no_repeat_ngram_size:
@@ -103,6 +113,9 @@ def apply_typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
     if mass >= 1.0:
         return logits
     log_probs = torch.log_softmax(logits, dim=-1)
+    # nansum: a token an earlier stage removed (-inf) holds no mass, and 0·(-inf) is NaN. (llama.cpp's
+    # typical sums that NaN after top-nσ, or wherever a float32 probability underflows to 0, and
+    # its cut is then whatever its sort makes of NaN: tests/test_llamacpp_samplers.py.)
     entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
     surprise_gap = torch.abs(-log_probs - entropy)  # how far each token's surprise is from H
     # Stable: among tokens equally far from the entropy the lower id comes first (is kept).
@@ -113,3 +126,29 @@ def apply_typical_p(logits: torch.Tensor, mass: float) -> torch.Tensor:
     remove_sorted[:1] = False
     remove = remove_sorted.scatter(0, order, remove_sorted)
     return logits.masked_fill(remove, NEG_INF)
+
+
+def _below_cutoff(logits: torch.Tensor, probs: torch.Tensor, cutoff: float) -> torch.Tensor:
+    # As transformers: tokens at the top logit stay whatever their probability (the
+    # min_tokens_to_keep = 1 that generate() passes to these warpers).
+    return (probs < cutoff) & (logits < logits.max())
+
+
+def apply_epsilon(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """transformers' EpsilonLogitsWarper: remove tokens whose probability is below ε."""
+    if epsilon <= 0.0:
+        return logits
+    return logits.masked_fill(_below_cutoff(logits, logits.softmax(dim=-1), epsilon), NEG_INF)
+
+
+def apply_eta(logits: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """transformers' EtaLogitsWarper: remove tokens whose probability is below
+    η = min(ε, sqrt(ε)·exp(-H)), H the distribution's entropy in nats (as its code computes
+    it; its docstring words it differently)."""
+    if epsilon <= 0.0:
+        return logits
+    probs = logits.softmax(dim=-1)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    entropy = float(-(probs * log_probs).nansum())
+    eta = min(epsilon, math.sqrt(epsilon) * math.exp(-entropy))
+    return logits.masked_fill(_below_cutoff(logits, probs, eta), NEG_INF)

@@ -11,6 +11,7 @@ import math
 
 from hypothesis import strategies as st
 
+from model.chain import CHAIN_STAGES, PRESETS
 from model.sampling import SETTINGS
 from ui.actions import Limits
 
@@ -51,11 +52,44 @@ junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
 texts = st.one_of(st.sampled_from(NASTY_TEXT), st.text(max_size=80),
                   st.text(st.characters(categories=["Cs", "Cc", "Zs", "So"]), max_size=30))
 # Settings a student could set (so the success path is exercised) ...
-plausible_settings = st.fixed_dictionaries({}, optional={
+CLASSIC_SETTINGS = {
     "temperature": st.floats(0, 3), "top_k": st.integers(0, 400), "top_p": st.floats(0, 1),
     "min_p": st.floats(0, 1), "typical_p": st.floats(0, 1), "repetition_penalty": st.floats(0.1, 3),
     "presence_penalty": st.floats(-3, 3), "frequency_penalty": st.floats(-3, 3),
-    "no_repeat_ngram_size": st.integers(0, 8), "temperature_last": st.booleans()})
+    "no_repeat_ngram_size": st.integers(0, 8), "temperature_last": st.booleans()}
+# The list settings in the forms a user would type them (model/chain.py's decoders).
+stage_names = st.sampled_from(CHAIN_STAGES + ("typ_p", "top-k", "temp", "nucleus", "eta_cutoff"))
+LIST_SETTINGS = {
+    "samplers": st.one_of(st.sampled_from(list(PRESETS)),
+                          st.text("edskypmxt", min_size=1, max_size=12),
+                          st.lists(stage_names, min_size=1, max_size=8),
+                          st.lists(stage_names, min_size=1, max_size=8).map(";".join)),
+    "dry_sequence_breakers": st.lists(st.sampled_from(["\n", ":", "\"", "*", "ROMEO:", " the", "🙂"])
+                                      | st.text(min_size=1, max_size=6), max_size=5),
+    "logit_bias": st.one_of(
+        st.lists(st.tuples(st.integers(0, 300), st.floats(-20, 20) | st.just(False)).map(list), max_size=6),
+        st.dictionaries(st.integers(0, 300).map(str), st.floats(-20, 20) | st.just(False), max_size=4),
+        st.lists(st.tuples(st.sampled_from(["the", " ROMEO", "🙂"]), st.floats(-5, 5)).map(list),
+                 max_size=2)),
+}
+
+
+def _plausible(x) -> st.SearchStrategy:
+    """Any value in the setting's control range (its table row says which), or its list form."""
+    if x.name in LIST_SETTINGS:
+        return LIST_SETTINGS[x.name]
+    if x.kind == "bool":
+        return st.booleans()
+    lo, hi, _ = x.control
+    return st.integers(int(lo), int(hi)) if x.kind == "int" else st.floats(lo, hi)
+
+
+LAB_SETTINGS = tuple(name for name in SETTINGS if name not in CLASSIC_SETTINGS)
+# A few of the newer settings at a time: all of them in one draw would be too much data.
+lab_settings = st.lists(st.sampled_from(LAB_SETTINGS), max_size=4, unique=True).flatmap(
+    lambda names: st.fixed_dictionaries({n: _plausible(SETTINGS[n]) for n in names}))
+plausible_settings = st.tuples(st.fixed_dictionaries({}, optional=CLASSIC_SETTINGS), lab_settings).map(
+    lambda pair: pair[0] | pair[1])
 # ... and everything else: known names with hostile values, unknown names, not a dict at all.
 hostile_settings = st.one_of(
     plausible_settings,

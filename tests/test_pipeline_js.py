@@ -18,7 +18,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from model.sampling import SETTINGS, SamplingSettings, choose, run_pipeline, schema, stage_order
+from model.chain import CHAIN_STAGES, LETTERS, PRESETS
+from model.sampling import (
+    SETTINGS,
+    SamplingSettings,
+    breaker_heads,
+    choose,
+    draw_stage_u,
+    run_pipeline,
+    schema,
+    stage_order,
+)
 from ui.chart import removed_by
 
 DRIVER = Path(__file__).parent / "js" / "pipeline_cases.js"
@@ -43,7 +53,73 @@ def random_settings(rng: random.Random) -> dict:
         "frequency_penalty": pick([0.0, 0.0, rng.uniform(-2, 2)]),
         "no_repeat_ngram_size": pick([0, 0, 0, 1, 2, 3]),
         "temperature_last": rng.random() < 0.5,
+        **lab_settings(rng),
     }
+
+
+def random_chain(rng: random.Random):
+    """A random order in each of the forms `samplers` accepts, duplicates included."""
+    form = rng.choice(["default", "list", "letters", "names", "preset"])
+    if form == "default":
+        return None
+    if form == "preset":
+        return rng.choice(list(PRESETS))
+    if form == "letters":
+        return "".join(rng.choice(list(LETTERS)) for _ in range(rng.randint(1, 12)))
+    names = [rng.choice(CHAIN_STAGES) for _ in range(rng.randint(1, 12))]
+    return names if form == "list" else ";".join(names)
+
+
+def lab_settings(rng: random.Random) -> dict:
+    """The newer stages, each on in about a third of the cases, in random chains."""
+    pick, on = rng.choice, (lambda: rng.random() < 0.3)
+    out = {}
+    if on():
+        out["top_n_sigma"] = pick([-1.0, 0.0, rng.uniform(0.1, 3.0), 1.0])
+    if on():
+        out["xtc_probability"] = pick([1.0, rng.random()])
+        out["xtc_threshold"] = pick([0.1, rng.uniform(0.0, 0.3), 0.6])
+    if on():
+        out["dry_multiplier"] = rng.uniform(0.1, 3.0)
+        out["dry_base"] = pick([1.75, rng.uniform(1.0, 3.0)])
+        out["dry_allowed_length"] = pick([0, 1, 2, 3])
+        out["dry_penalty_last_n"] = pick([-1, 0, 5, 20])
+        out["dry_sequence_breakers"] = pick([[], ["b"], ["\n", ":"], ["ab", "c"]])
+    if on():
+        out["dynatemp_range"] = rng.uniform(0.0, 1.5)
+        out["dynatemp_exponent"] = pick([1.0, rng.uniform(0.0, 3.0)])
+    if on():
+        out["penalty_last_n"] = pick([-1, 0, 1, 4, 100])
+    if on():
+        out["epsilon_cutoff"] = pick([rng.uniform(0, 0.05), 0.001])
+    if on():
+        out["eta_cutoff"] = pick([rng.uniform(0, 0.05), 0.001])
+    if rng.random() < 0.15:
+        out["mirostat"] = pick([1, 2])
+        out["mirostat_tau"] = rng.uniform(0.5, 8.0)
+        out["mirostat_eta"] = rng.uniform(0.0, 1.0)
+    if rng.random() < 0.2:
+        out["logit_bias"] = pick([[[0, rng.uniform(-5, 5)], [1, False]], {"2": rng.uniform(-5, 5)}])
+    chain = random_chain(rng)
+    if chain is not None:
+        out["samplers"] = chain
+    return out
+
+
+class LetterVocab:
+    """A stand-in tokenizer whose token i is one letter (a to z, then ':' and '\n', cycling):
+    enough for DRY's sequence breakers to find heads and tails."""
+
+    def __init__(self, n: int):
+        alphabet = "abcdefghijklmnopqrstuvwxyz:\n"
+        self.n_vocab = n
+        self.pieces = [alphabet[i % len(alphabet)].encode() for i in range(n)]
+
+    def decode_single_token_bytes(self, i: int) -> bytes:
+        return self.pieces[i]
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        return [self.pieces.index(c.encode()) for c in text]
 
 
 def random_case(rng: random.Random, vocab: int) -> dict:
@@ -51,8 +127,29 @@ def random_case(rng: random.Random, vocab: int) -> dict:
     if rng.random() < 0.3:  # ties at the k-th value and at the top
         logits = [round(v) for v in logits]
     context = [rng.randrange(vocab) for _ in range(rng.choice([0, 1, 5, 30]))]
-    return {"logits": logits, "context": context, "settings": random_settings(rng),
-            "u": rng.random()}
+    if rng.random() < 0.3:  # repeats, for DRY and the penalties to find
+        context = (context[:6] * 6)[:30]
+    settings = random_settings(rng)
+    seed = rng.randrange(2**32)
+    case = {"logits": logits, "context": context, "settings": settings, "u": rng.random(), "seed": seed,
+            "draws": {"xtc": draw_stage_u(seed, len(context), "xtc")},
+            "mu": pick_mu(rng), "dry_heads": None}
+    breakers = settings.get("dry_sequence_breakers")
+    if breakers:
+        heads = breaker_heads(LetterVocab(vocab), tuple(breakers), vocab)
+        case["dry_heads"] = {str(k): [list(t) for t in v] for k, v in heads.items()}
+    return case
+
+
+def pick_mu(rng: random.Random):
+    return rng.choice([None, rng.uniform(-2.0, 12.0)])
+
+
+def pipeline_of(case) -> object:
+    settings = SamplingSettings.from_dict(case["settings"])
+    logits = torch.tensor(case["logits"], dtype=torch.float64)
+    return run_pipeline(logits, settings, case["context"], seed=case["seed"],
+                        vocab=LetterVocab(len(case["logits"])), mu=case["mu"])
 
 
 def run_node(cases, clamps, tmp_path) -> dict:
@@ -70,7 +167,7 @@ def parity(tmp_path_factory):
     cases = [random_case(rng, vocab) for vocab in (37, 2048) for _ in range(300)]
     clamps = []
     for name, x in SETTINGS.items():
-        if x.kind == "bool":
+        if x.kind not in ("float", "int"):  # bools are checkboxes; list settings have no control
             continue
         lo, hi, step = x.control
         for raw in (lo - 5, hi + 5, lo, hi, (lo + hi) / 2, lo + step / 3, "abc", "", " 7 ",
@@ -81,7 +178,8 @@ def parity(tmp_path_factory):
 
 def test_defaults_and_stage_orders_come_from_the_table(parity):
     _, _, out = parity
-    assert out["defaults"] == {name: x.default for name, x in SETTINGS.items()}
+    # JSON has no tuples: the list settings' defaults arrive as lists.
+    assert out["defaults"] == json.loads(json.dumps({name: x.default for name, x in SETTINGS.items()}))
     for flag in (False, True):
         expected = [st.name for st in stage_order(SamplingSettings(temperature_last=flag))]
         assert out["orders"][str(flag).lower()] == expected
@@ -93,9 +191,8 @@ def test_final_probabilities_kept_sets_and_blame_equal_run_pipeline(parity):
     compared = 0
     for case, got in zip(cases, out["cases"]):
         settings = SamplingSettings.from_dict(case["settings"])
-        logits = torch.tensor(case["logits"], dtype=torch.float64)
         try:
-            pipe = run_pipeline(logits, settings, case["context"])
+            pipe = pipeline_of(case)
         except ValueError:  # e.g. an n-gram ban on everything: the page says so instead
             assert sum(p > 0 for p in got["probs"]) == 0, case["settings"]
             continue
@@ -138,3 +235,43 @@ def test_every_value_a_control_produces_is_accepted_by_the_engine_unchanged(pari
             continue
         # A message exactly when the value had to change, never silently.
         assert bool(got["message"]) == (value != typed), (name, raw, got)
+
+
+def test_list_settings_from_a_link_are_read_or_kept_with_a_message(tmp_path):
+    """A link carries the chain, DRY's breakers and logit biases as JSON (or the chain as
+    letters or a preset): the page reads them as the engine does, or keeps its value and says
+    why, so a bad link never breaks the page's pipeline."""
+    path = tmp_path / "schema.json"
+    path.write_text(json.dumps(schema()))
+    static = DRIVER.parent.parent.parent / "ui" / "static"
+    script = (f"require({json.dumps(str(static / 'pipeline.js'))});"
+              f"require({json.dumps(str(static / 'llama_stages.js'))});"
+              "const PL = globalThis.DPPipeline;"
+              f"PL.useSchema(JSON.parse(require('fs').readFileSync({json.dumps(str(path))}, 'utf8')));"
+              "const cases = JSON.parse(process.argv[1]);"
+              "const out = cases.map(([n, raw]) => { const r = PL.clampToControl(n, raw);"
+              " return [PL.normalise({[n]: r.value})[n], r.message]; });"
+              "process.stdout.write(JSON.stringify(out));")
+    cases = [("samplers", "edskypmxt"), ("samplers", '["top_k","temp","top_k"]'), ("samplers", "hf"),
+             ("samplers", "kqz"), ("logit_bias", '{"3": -1, "4": false}'),
+             ("logit_bias", '[["hello", 1]]'), ("dry_sequence_breakers", '["\\n"]'),
+             ("dry_sequence_breakers", "not json")]
+    result = subprocess.run([node(), "-e", script, json.dumps(cases)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    for (name, raw), (value, message) in zip(cases, out):
+        try:
+            engine = SamplingSettings.from_dict({name: json.loads(raw) if raw[:1] in "[{" else raw})
+            if "hello" in raw:  # text needs the tokenizer: the engine takes it, the page keeps its own
+                raise ValueError("text bias")
+        except ValueError:
+            assert "kept as it was" in message and value == json.loads(json.dumps(SETTINGS[name].default))
+            continue
+        if name == "samplers":
+            assert value == list(engine.samplers) and message == "", (raw, value)
+        elif name == "logit_bias":
+            assert [tuple(p) for p in value] == list(engine.logit_bias)
+        else:
+            assert value == list(engine.dry_sequence_breakers)
+    assert "kept as it was" in out[-1][1]

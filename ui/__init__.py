@@ -11,6 +11,7 @@
 - tokens.py    token labels with visible whitespace, the prompt's chips, the text's tokens
 - presets.py, explain.py, model_panel.py   named settings, the guide, the model panel
 - page.py      the page's HTML skeletons, mount scripts and static files
-- static/      the page: pipeline.js walks model/sampling.py's table; app.js, controls.js,
+- static/      the page: pipeline.js walks model/sampling.py's table (llama_stages.js adds the
+               newer stages); app.js, controls.js,
                chart.js, text.js, score.js, lens.js, playground.css
 """

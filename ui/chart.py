@@ -17,7 +17,17 @@ import json
 import numpy as np
 import torch
 
-from model.sampling import STAGES, Pipeline, SamplingSettings, choose, entropy_bits, sampling_order
+from model.sampling import (
+    SETTINGS,
+    STAGES,
+    Pipeline,
+    SamplingSettings,
+    breaker_heads,
+    choose,
+    draw_stage_u,
+    entropy_bits,
+    sampling_order,
+)
 
 from .tokens import token_label
 
@@ -47,9 +57,11 @@ def step_payload(user, loaded, *, max_steps: int, mode: str = "live", inspect: i
     if mode == "inspect":
         record = s.history[inspect]
         logits, context = record.logits, s.ids[:record.position]
-        u, settings, chosen = record.u, record.settings, record.token
+        u, settings, chosen, mu, draws = record.u, record.settings, record.token, record.mu, record.draws
     else:
-        logits, context, u, settings, chosen = s.logits, s.ids, s.next_u(), None, None
+        logits, context, u, settings, chosen, mu = s.logits, s.ids, s.next_u(), None, None, s.mirostat_mu
+        draws = {"xtc": draw_stage_u(s.seed, len(context), "xtc")}
+    breakers = (settings or {}).get("dry_sequence_breakers", SETTINGS["dry_sequence_breakers"].default)
     vocab = int(logits.numel())
     # Every label, once per page and model (the page caches it); small vocabularies always.
     send_all = vocab <= FULL_LABELS_UP_TO or user.labels_sent != user.model
@@ -70,6 +82,12 @@ def step_payload(user, loaded, *, max_steps: int, mode: str = "live", inspect: i
         "logits": encode_logits(logits),
         "context": list(context),
         "u": u,
+        # What the page's pipeline needs besides the logits: the random stages' own draws,
+        # mirostat's μ, and DRY's sequence breakers as token sequences ({head: [tail, ...]}).
+        "draws": draws,
+        "mu": mu,
+        "dry_heads": {str(k): [list(t) for t in v]
+                      for k, v in breaker_heads(s.tokenizer, tuple(breakers), vocab).items()},
         "seed": s.seed,
         "position": len(context),
         "step": len(s.history) if mode == "live" else inspect,

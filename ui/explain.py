@@ -1,9 +1,10 @@
 """The longer explanation a teacher can point at (each setting's own help text lives with it,
 in model/sampling.py's table)."""
 
-from model.sampling import STAGES
+from model.sampling import chain_of
 
-PIPELINE = " → ".join(["raw logits", *(st.title for st in STAGES), "pick"])
+# The default chain: the stages the page lists before any of the newer ones is switched on.
+PIPELINE = " → ".join(["raw logits", *(st.title for st in chain_of()), "pick"])
 
 GUIDE_TEMPLATE = """
 ### How to read the chart

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
-SCRIPTS = ("pipeline.js", "controls.js", "chart.js", "text.js", "lens.js", "score.js", "app.js")
+SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "chart.js", "text.js", "lens.js", "score.js",
+           "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:

@@ -6,6 +6,7 @@ const path = require("path");
 
 globalThis.atob = (b64) => Buffer.from(b64, "base64").toString("binary");
 require(path.join(__dirname, "..", "..", "ui", "static", "pipeline.js"));
+require(path.join(__dirname, "..", "..", "ui", "static", "llama_stages.js"));
 const PL = globalThis.DPPipeline;
 
 const input = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
@@ -15,7 +16,8 @@ for (const flag of [false, true]) {
   out.orders[flag] = PL.stageOrder(PL.normalise({ temperature_last: flag })).map((st) => st.name);
 }
 for (const c of input.cases) {
-  const P = PL.prepare({ raw: Float64Array.from(c.logits), context: c.context });
+  const P = PL.prepare({ raw: Float64Array.from(c.logits), context: c.context, draws: c.draws, mu: c.mu,
+    dryHeads: c.dry_heads });
   const R = PL.transform(P, c.settings);
   const d = PL.pick(R, c.u);
   out.cases.push({

@@ -365,7 +365,10 @@
       if (chatBox.checked) q.set("chat", "1");
       const s = settingsNow(), d = PL.defaults();
       for (const name of Object.keys(schema.settings)) {
-        if (s[name] !== d[name]) q.set(name, typeof s[name] === "boolean" ? "1" : String(s[name]));
+        // The list settings (the chain, DRY's breakers, logit biases) travel as JSON.
+        const list = typeof s[name] === "object" && s[name] !== null;
+        if (list ? JSON.stringify(s[name]) === JSON.stringify(d[name]) : s[name] === d[name]) continue;
+        q.set(name, typeof s[name] === "boolean" ? "1" : list ? JSON.stringify(s[name]) : String(s[name]));
       }
       const ids = text.ids();
       if (ids.length) q.set("t", encodeIds(ids));

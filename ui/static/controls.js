@@ -28,7 +28,8 @@
     const names = Object.keys(schema.settings);
     names.forEach((name, i) => {
       const x = schema.settings[name];
-      const row = x.kind === "bool" ? boolRow(name, x) : numberRow(name, x);
+      const row = x.kind === "bool" ? boolRow(name, x)
+        : x.kind === "float" || x.kind === "int" ? numberRow(name, x) : valueRow(name, x);
       rows[name] = row;
       (i < schema.main_settings ? root : more).appendChild(row.el);
     });
@@ -75,6 +76,18 @@
       ]);
       box.addEventListener("change", () => accept(name, box.checked, true));
       return { el: row, show: (v) => { box.checked = Boolean(v); }, msg: null, live: () => false };
+    }
+
+    // A list or object setting (the chain's order, DRY's breakers, logit biases): no control
+    // of its own yet; the row shows the value that runs (set by a preset or a shared link).
+    function valueRow(name, x) {
+      const value = el("code", { cls: "dp-ctl-value", text: JSON.stringify(x.default) });
+      const row = el("div", { cls: "dp-ctl dp-ctl-list", id: domId(name), "data-name": name }, [
+        el("div", { cls: "dp-ctl-head" }, [el("span", { text: x.label })]),
+        value,
+        el("div", { cls: "dp-ctl-help", text: x.help }),
+      ]);
+      return { el: row, show: (v) => { value.textContent = JSON.stringify(v); }, msg: null, live: () => false };
     }
 
     // typing: the box is mid-edit, so leave its text alone.

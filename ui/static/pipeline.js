@@ -4,7 +4,8 @@
    so dragging never waits for the server or the model. Which stages exist, their order, when
    each is active and every setting's default and range come from model/sampling.py's table
    (`schema()`, handed to the page as JSON and given to useSchema). This file holds only one
-   function per stage, keyed by the stage's name, each repeating the Python operation for
+   function per stage, keyed by the stage's name (llama.cpp's stages and the ε/η cutoffs are in
+   llama_stages.js, loaded after this file), each repeating the Python operation for
    operation in float64 (JavaScript numbers are doubles, and sampling.py computes in float64
    for exactly this reason). A stage in the table without a function here is an error.
 
@@ -38,13 +39,43 @@
     return out;
   }
 
-  // A settings object with every field, in its type (no clamping: see clampToControl).
+  // A settings object with every field, in its type (no clamping: see clampToControl). The
+  // list settings take the engine's normal form: the chain as stage names, biases as pairs.
   function normalise(settings) {
     const s = Object.assign(defaults(), settings || {});
     for (const [name, x] of Object.entries(schema.settings)) {
-      s[name] = x.kind === "bool" ? Boolean(s[name]) : Number(s[name]);
+      if (x.kind === "bool") s[name] = Boolean(s[name]);
+      else if (x.kind === "float" || x.kind === "int") s[name] = Number(s[name]);
     }
+    s.samplers = parseChain(s.samplers);
+    s.logit_bias = biasPairs(s.logit_bias);
     return s;
+  }
+
+  // model/chain.py's parse_samplers: names, llama.cpp's letters, ";"-separated names, presets.
+  function parseChain(value) {
+    const c = requireSchema().chain;
+    let names;
+    if (typeof value === "string") {
+      const text = value.trim().toLowerCase();
+      if (c.presets[text]) return c.presets[text].slice();
+      if (text.includes(";") || c.names[text]) names = text.split(";").map((n) => n.trim()).filter(Boolean);
+      else if (text && Array.from(text).every((ch) => c.letters[ch])) return Array.from(text).map((ch) => c.letters[ch]);
+      else throw new Error("samplers " + JSON.stringify(value) + " is neither a preset, a stage name nor llama.cpp's letters");
+    } else {
+      names = Array.from(value);
+    }
+    return names.map((n) => {
+      const key = String(n).trim().toLowerCase();
+      if (!c.names[key]) throw new Error("samplers names an unknown stage " + JSON.stringify(n));
+      return c.names[key];
+    });
+  }
+
+  // logit_bias as [[key, bias], ...]: an object's whole-number keys are token ids.
+  function biasPairs(value) {
+    if (Array.isArray(value)) return value.map((p) => [p[0], p[1]]);
+    return Object.entries(value || {}).map(([k, b]) => [/^-?\d+$/.test(k.trim()) ? Number(k) : k, b]);
   }
 
   // A value typed or dragged into a control -> {value, message}: inside the control's range,
@@ -53,6 +84,7 @@
     const x = requireSchema().settings[name];
     if (!x) throw new Error("no setting " + name);
     if (x.kind === "bool") return { value: Boolean(raw), message: "" };
+    if (x.kind !== "float" && x.kind !== "int") return clampList(name, x, raw, previous);
     const [lo, hi, step] = x.control;
     const text = String(raw).trim();
     const n = text === "" ? NaN : Number(text);
@@ -75,19 +107,52 @@
     return { value: v, message };
   }
 
+  // A list or object setting from a link or a preset: JSON text, or for the chain its letters,
+  // names or a preset. A value the page cannot read keeps the previous one and says so.
+  function clampList(name, x, raw, previous) {
+    const keep = previous === undefined ? x.default : previous;
+    let value = raw;
+    if (typeof value === "string") {
+      try { value = JSON.parse(value); } catch (e) { /* letters, names or a preset */ }
+    }
+    try {
+      if (name === "samplers") parseChain(value);
+      else if (name === "logit_bias") {
+        // Text needs the tokenizer, which the page does not have: ids only here.
+        if (biasPairs(value).some(([k]) => typeof k !== "number")) throw new Error("the page takes token ids, not text");
+      }
+      else if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) throw new Error("it is not a list of texts");
+    } catch (e) {
+      return { value: keep, message: x.label + ": kept as it was, since " + e.message + "." };
+    }
+    return { value, message: "" };
+  }
+
   function fmt(v) {
     return typeof v === "number" ? String(Number(v.toPrecision(12))) : String(v);
   }
 
+  const same = (a, b) => (typeof a === "object" && a !== null ? JSON.stringify(a) === JSON.stringify(b) : a === b);
+
+  function changed(stage, s) {
+    return stage.settings.some((n) => !same(s[n], schema.settings[n].default));
+  }
+
+  // sampling.chain_of: logit bias first when set; with mirostat, temperature then mirostat;
+  // else the `samplers` order (duplicates included) with temperature moved last by
+  // temperature_last. Off stages that are not `listed` are left out.
   function stageOrder(s) {
-    const stages = requireSchema().stages;
+    const byName = {};
+    for (const st of requireSchema().stages) byName[st.name] = st;
+    const head = s.logit_bias.length ? [byName.logit_bias] : [];
+    if (s.mirostat) return head.concat([byName.temperature, byName.mirostat]);
+    const stages = s.samplers.map((n) => byName[n]).filter((st) => st.listed || changed(st, s));
     const moved = (st) => Boolean(st.last_when && s[st.last_when]);
-    return stages.filter((st) => !moved(st)).concat(stages.filter(moved));
+    return head.concat(stages.filter((st) => !moved(st)), stages.filter(moved));
   }
 
   function isActive(stage, s, context) {
-    const changed = stage.settings.some((n) => s[n] !== schema.settings[n].default);
-    return changed && (context.length > 0 || !stage.needs_context);
+    return changed(stage, s) && (context.length > 0 || !stage.needs_context);
   }
 
   /* ---- one step's data, prepared once ---- */
@@ -112,10 +177,7 @@
     const order = new Uint32Array(V);
     for (let i = 0; i < V; i++) order[i] = i;
     order.sort(byValueDesc(raw));
-    const counts = new Map();
-    for (const t of P.context) counts.set(t, (counts.get(t) || 0) + 1);
-    const ctxIds = Array.from(counts.keys()).sort((a, b) => a - b);
-    return Object.assign(P, { raw, order, counts, ctxIds, V });
+    return Object.assign(P, { raw, order, V, dryHeads: P.dryHeads || P.dry_heads });
   }
 
   /* ---- numerics shared by the stages ---- */
@@ -160,6 +222,29 @@
     return Array.from(banned).sort((a, b) => a - b);
   }
 
+  function ngramBan(w, s, P) {
+    const banned = bannedNgramTokens(P.context, s.no_repeat_ngram_size);
+    if (!banned.length) return {};
+    const bannedSet = new Set(banned);
+    w.drop((id) => !bannedSet.has(id));
+    return { n: s.no_repeat_ngram_size };
+  }
+
+  // After a stage moved logits (not only removed some): the order again, all ids for the
+  // chart's display, the live ones for the filters.
+  function resort(w) {
+    const liveSet = new Set(w.live);
+    const all = Array.from(w.display).sort(byValueDesc(w.x));
+    w.display = Uint32Array.from(all);
+    w.live = all.filter((id) => liveSet.has(id));
+  }
+
+  // Probabilities of the live ids in `live` order (descending, ties by lower id).
+  function liveProbs(w, P) {
+    const p = softmaxLive(w.x, w.live, P.V);
+    return w.live.map((id) => p[id]);
+  }
+
   const pct = (p) => (100 * p).toFixed(1) + "%";
   const fmtP = (p) => (p >= 0.001 || p === 0 ? p.toFixed(3) : p.toExponential(1));
 
@@ -171,22 +256,29 @@
       // HF repetition penalty, then OpenAI's presence/frequency, then n-gram bans.
       apply(w, s, P) {
         const x = w.x;
-        const moved = new Set(P.ctxIds);
-        for (const id of P.ctxIds) {
+        // warpers.penalty_window: -1 = the whole context, n = the last n, 0 = none.
+        const n = s.penalty_last_n;
+        const window = n < 0 ? P.context : n === 0 ? [] : P.context.slice(Math.max(0, P.context.length - n));
+        const counts = new Map();
+        for (const t of window) counts.set(t, (counts.get(t) || 0) + 1);
+        const ctxIds = Array.from(counts.keys()).sort((a, b) => a - b);
+        const moved = new Set(ctxIds);
+        for (const id of ctxIds) {
           if (s.repetition_penalty !== 1.0) {
             const v = x[id];
             x[id] = v < 0 ? v * s.repetition_penalty : v / s.repetition_penalty;
           }
           if (s.presence_penalty || s.frequency_penalty) {
-            x[id] -= s.presence_penalty + s.frequency_penalty * P.counts.get(id);
+            x[id] -= s.presence_penalty + s.frequency_penalty * counts.get(id);
           }
         }
+        if (!w.untouched) { resort(w); return ngramBan(w, s, P); }
         // New order: untouched ids keep theirs; the moved ones are merged back in.
         const cmp = byValueDesc(x);
-        const movedSorted = P.ctxIds.slice().sort(cmp);
+        const movedSorted = ctxIds.slice().sort(cmp);
         const merged = new Uint32Array(P.V);
         let a = 0, b = 0, k = 0;
-        const rest = P.order;
+        const rest = w.display;
         while (k < P.V) {
           while (a < rest.length && moved.has(rest[a])) a++;
           if (a < rest.length && (b >= movedSorted.length || cmp(rest[a], movedSorted[b]) < 0)) {
@@ -197,24 +289,28 @@
         }
         w.display = merged;
         w.live = Array.from(merged);
-        const banned = bannedNgramTokens(P.context, s.no_repeat_ngram_size);
-        if (banned.length) {
-          const bannedSet = new Set(banned);
-          w.drop((id) => !bannedSet.has(id));
-          return { n: s.no_repeat_ngram_size };
-        }
-        return {};
+        return ngramBan(w, s, P);
       },
       reason: (why, id, s) => "would repeat a " + s.no_repeat_ngram_size + "-gram already in the text",
     },
     temperature: {
-      apply(w, s) {
-        if (s.temperature === 0) {
+      apply(w, s, P) {
+        let T = s.temperature;
+        if (s.dynatemp_range > 0 && !s.mirostat) {
+          // llama.cpp's temp_ext: T within [T - range, T + range] by the normalised entropy.
+          if (w.live.length <= 1) return {};
+          const p = liveProbs(w, P);
+          let h = 0;
+          for (const q of p) if (q > 0) h -= q * Math.log(q);
+          const low = Math.max(0, T - s.dynatemp_range), high = T + s.dynatemp_range;
+          T = low + (high - low) * Math.pow(h / Math.log(w.live.length), s.dynatemp_exponent);
+        }
+        if (T === 0) {
           // argmax: the first maximal id, which heads `live` (ties by lower id).
           const top = w.live[0];
           w.drop((id) => id === top);
         } else {
-          for (const id of w.live) w.x[id] = w.x[id] / s.temperature;
+          for (const id of w.live) w.x[id] = w.x[id] / T;
           fixTies(w.live, w.x); // division can round two logits to one value
         }
         return {};
@@ -310,7 +406,7 @@
     const order = stageOrder(s);
     const stages = [];
     const why = {}; // per stage, what its hover explanation needs
-    const w = { x: P.raw, live: Array.from(P.order), display: P.order, drop: null };
+    const w = { x: P.raw, live: Array.from(P.order), display: P.order, drop: null, untouched: true };
     let copied = false;
     for (let si = 0; si < order.length; si++) {
       const stage = order[si];
@@ -324,6 +420,7 @@
         w.live = kept;
       };
       why[stage.name] = STAGE_FUNCTIONS[stage.name].apply(w, s, P);
+      w.untouched = false;
     }
     const probs = softmaxLive(w.x, w.live, V);
     // sampling_order: probability descending, ties by lower id.
@@ -346,9 +443,12 @@
   }
 
   // pick_token: the first id in sampling order whose cumulative probability reaches u.
+  // SamplingSettings.greedy: T = 0, unless dynamic temperature may lift T above 0.
+  const isGreedy = (s) => s.temperature === 0 && (s.dynatemp_range === 0 || s.mirostat !== 0);
+
   function pick(result, u) {
-    if (result.settings.temperature === 0 || u === null || u === undefined) {
-      return { token: result.order[0], greedy: result.settings.temperature === 0 };
+    if (isGreedy(result.settings) || u === null || u === undefined) {
+      return { token: result.order[0], greedy: isGreedy(result.settings) };
     }
     let cum = 0;
     for (let i = 0; i < result.nKept; i++) {
@@ -364,6 +464,7 @@
     return h;
   }
 
+
   function rawProbs(P) {
     if (!P.rawProbs) P.rawProbs = softmaxLive(P.raw, P.order, P.V);
     return P.rawProbs;
@@ -372,5 +473,8 @@
   global.DPPipeline = {
     useSchema, schema: requireSchema, defaults, normalise, clampToControl, stageOrder, prepare, transform, pick,
     removalReason, entropyOf, rawProbs, decodeLogits, bannedNgramTokens, STAGE_FUNCTIONS, fmt,
+    parseChain, isGreedy,
+    // for the stages in llama_stages.js
+    helpers: { softmaxLive, resort, liveProbs, fmtP },
   };
 })(typeof window !== "undefined" ? window : globalThis);
