@@ -242,6 +242,18 @@ class DecodingSession:
         with self._lock:
             return self._commit(self.distribution(settings), token, "picked", None, settings)
 
+    def replay(self, token: int, settings: SamplingSettings | None = None) -> StepRecord:
+        """Append `token` as a link's text brings it back: recorded as sampled (or greedy)
+        where these settings and the seed give it at this position, as picked otherwise."""
+        settings = settings or SamplingSettings()
+        (token,) = validate_ids([token], self.vocab_size, "token")
+        with self._lock:
+            pipe = self.distribution(settings)
+            chosen, u, how = choose(pipe, settings, self.seed, len(self._ids))
+            if chosen != token:
+                u, how = None, "picked"
+            return self._commit(pipe, token, how, u, settings)
+
     def _commit(self, pipe: Pipeline, token: int, how: str, u, settings) -> StepRecord:
         candidates = {}
         for name, probs in [("raw", pipe.raw.softmax(-1))] + [(s.name, s.probs) for s in pipe.stages]:

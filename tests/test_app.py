@@ -284,6 +284,27 @@ def test_any_action_during_generate_stops_it_where_the_page_stopped_showing_it(r
     assert len(s.history) == 2 and len(p["text"]["tokens"]) == 2
 
 
+def test_step_pick_generate_and_a_links_tokens_run_the_pipeline_once_per_token(registry, monkeypatch):
+    import model.session
+
+    runs = []
+    real = model.session.run_pipeline
+    monkeypatch.setattr(model.session, "run_pipeline", lambda *a, **k: runs.append(1) or real(*a, **k))
+    page = Page(registry)
+    page.start(prompt="To be", seed=3)
+    st = settings(temperature=0.9, top_k=20)
+    for action, data, tokens in (("step", {}, 1), ("pick", {"token": 5}, 1), ("generate", {"n": 4}, 4)):
+        runs.clear()
+        page.send(action, settings=st, **data)
+        assert len(runs) == tokens, (action, len(runs))
+    ids = page.session.ids[page.session.prompt_len:]
+    runs.clear()
+    again = Page(registry)
+    again.start(prompt="To be", seed=3, ids=ids, settings=st)
+    assert again.session.ids == page.session.ids
+    assert len(runs) == len(ids)  # the chart needs none: the page runs its own
+
+
 def test_an_action_after_a_generate_has_ended_does_not_wait(registry, monkeypatch):
     page = Page(registry)
     page.start()

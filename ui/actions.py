@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from model.sampling import SEED_MAX, SamplingSettings, choose
+from model.sampling import SEED_MAX, SamplingSettings
 from model.session import validate_text
 
 from .state import ModelRegistry, UserState
@@ -154,8 +154,7 @@ class Actions:
         self._check_room(s, len(ids))
         with s.lock:
             for t in ids:
-                token, _, _ = choose(self._pipeline(s, settings), settings, s.seed, len(s.ids))
-                s.step(settings) if token == t else s.pick(t, settings)
+                self._refused(s.replay, t, settings)
         self._touch(user)
         return len(ids)
 
@@ -166,8 +165,7 @@ class Actions:
         self.interrupt(user, keep)
         with s.lock:
             self._check_room(s)
-            self._pipeline(s, settings)
-            record = s.step(settings)
+            record = self._refused(s.step, settings)
         self._touch(user)
         return record
 
@@ -178,8 +176,7 @@ class Actions:
         self.interrupt(user, keep)
         with s.lock:
             self._check_room(s)
-            self._pipeline(s, settings)
-            record = s.pick(token, settings)
+            record = self._refused(s.pick, token, settings)
         self._touch(user)
         return record
 
@@ -207,8 +204,6 @@ class Actions:
         n = check_integer("tokens to generate", n, 1, self.limits.generate_tokens)
         self.interrupt(user)
         self._check_room(s)
-        with s.lock:
-            self._pipeline(s, settings)
         mine, stops = user.generation, user.stop_tokens()
         for _ in range(n):
             with s.lock:
@@ -252,7 +247,7 @@ class Actions:
     def distribution(self, user, settings: SamplingSettings, top_n=None):
         s = self.session(user)
         top_n = check_integer("top_n", 20 if top_n is None else top_n, 1, self.limits.top_n)
-        return self._pipeline(s, settings), top_n
+        return self._refused(s.distribution, settings), top_n
 
     def inspect(self, user, step):
         """The record of a past step, with the logits it was drawn from."""
@@ -288,11 +283,12 @@ class Actions:
                             f"{self.limits.session_tokens}. Press Reset (or Undo) to continue.")
 
     @staticmethod
-    def _pipeline(s, settings):
-        """The step's pipeline; settings that leave no distribution (an n-gram ban on the whole
-        vocabulary, values so extreme that the logits overflow) are refused, naming them."""
+    def _refused(run, *args):
+        """run(*args), a session's call that runs the pipeline: settings that leave no
+        distribution (an n-gram ban on the whole vocabulary, values so extreme that the logits
+        overflow, a chain that empties) are refused with the message that names them."""
         try:
-            return s.distribution(settings)
+            return run(*args)
         except ValueError as e:
             raise UserError(str(e)) from None
 
