@@ -123,6 +123,27 @@ def test_tapping_down_on_a_phone_moves_a_stage_later(browser, server):
         t.close()
 
 
+def test_dragging_a_card_by_its_grip_with_a_finger_on_a_phone(browser, server):
+    t = Tab(browser, server, phone=True)
+    try:
+        page = t.page
+        page.locator(card("top_p")).scroll_into_view_if_needed()
+        grip, target = t.box(f"{card('top_p')} >> .dp-chain-grip"), t.box(card("temperature"))
+        x, y = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
+        touch = t.context.new_cdp_session(page)  # a finger: touch events, as the screen sends them
+        touch.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+        for i in range(1, 11):
+            touch.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": x, "y": y + (target["y"] + 5 - y) * i / 10}]})
+        touch.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+        want = moved(DEFAULT_CHAIN, "top_p", DEFAULT_CHAIN.index("temperature"))
+        wait_chain(t, want)
+        assert cards(t) == want
+        assert not t.errors
+    finally:
+        t.close()
+
+
 def test_alt_arrow_up_on_a_focused_card_moves_it_and_keeps_the_focus(tab):
     top_p = tab.page.locator(card("top_p"))
     assert "Alt+ArrowUp" in top_p.get_attribute("aria-label")
