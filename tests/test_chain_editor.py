@@ -240,3 +240,14 @@ def test_a_reopened_link_brings_the_chain_back(tab, browser, server):
         assert not again.errors
     finally:
         again.close()
+
+
+def test_with_mirostat_on_the_editor_says_the_chain_is_replaced(browser, server):
+    t = Tab(browser, server, query="?mirostat=2")
+    try:
+        assert t.meta()["stages"] == ["temperature", "mirostat"]
+        assert "Mirostat is on" in t.page.inner_text(".dp-chain-note")
+        assert "dp-chain-replaced" in t.page.get_attribute(".dp-chain-list", "class")
+        assert not t.errors
+    finally:
+        t.close()
