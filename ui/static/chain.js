@@ -31,6 +31,7 @@
     let settings = null;
     let wantFocus = null; // {pos, part} to focus after the next draw
     let dragging = null;
+    let drawn = ""; // the settings the cards show, as JSON
 
     const presetRow = el("div", { cls: "dp-chain-presets", role: "group", "aria-label": "chain presets" });
     const presetButtons = {};
@@ -134,6 +135,9 @@
       settings = s;
       if (dragging) return; // drawn when the drag ends
       const n = PL.normalise(s);
+      const key = JSON.stringify(n);
+      if (key === drawn && !wantFocus) return; // nothing the cards show has changed
+      drawn = key;
       entries = PL.chainOrder(n);
       list.textContent = "";
       let freePos = 0;
@@ -213,7 +217,7 @@
         li.classList.remove("dp-chain-dragging");
         dragging = null;
         const to = Array.from(list.children).filter((c) => !c.classList.contains("dp-chain-moved")).indexOf(li);
-        if (end.type === "pointercancel" || to === from) { update(settings || get()); return; }
+        if (end.type === "pointercancel" || to === from) { drawn = ""; update(settings || get()); return; }
         moveFree(from, to, "card");
       };
       // The card's events reach the window whether or not it holds the pointer.
