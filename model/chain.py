@@ -47,6 +47,9 @@ PRESETS = {
               "epsilon", "eta", "min_p", "xtc"),
 }
 PRESETS["default"] = DEFAULT_CHAIN
+# The names the page's chain editor gives the presets, in its order.
+PRESET_LABELS = {"default": "Default", "hf": "Hugging Face", "llama.cpp": "llama.cpp",
+                 "webui": "text-generation-webui"}
 MAX_CHAIN = 32
 
 _ACCEPTED = ("a list of stage names, llama.cpp's letters (e.g. \"edskypmxt\"), its names separated "

@@ -179,7 +179,9 @@ def schema() -> dict:
                     "last_when": st.last_when, "listed": st.listed} for st in STAGES],
         # How the page reads the `samplers` setting (see model/chain.py).
         "chain": {"letters": chain.LETTERS, "names": chain.NAMES,
-                  "presets": {k: list(v) for k, v in chain.PRESETS.items()}},
+                  "presets": {k: list(v) for k, v in chain.PRESETS.items()},
+                  "preset_labels": chain.PRESET_LABELS, "stages": list(chain.CHAIN_STAGES),
+                  "max": chain.MAX_CHAIN},
         "settings": {name: setting(x) for name, x in SETTINGS.items()},  # in CONTROL_ORDER
         "main_settings": MAIN_SETTINGS,
         "seed": {"min": 0, "max": SEED_MAX},

@@ -12,6 +12,6 @@
 - presets.py, explain.py, model_panel.py   named settings, the guide, the model panel
 - page.py      the page's HTML skeletons, mount scripts and static files
 - static/      the page: pipeline.js walks model/sampling.py's table (llama_stages.js adds the
-               newer stages); app.js, controls.js,
+               newer stages); app.js, controls.js, chain.js (the sampler chain's editor),
                chart.js, text.js, score.js, lens.js, playground.css
 """

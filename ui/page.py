@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
-SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "chart.js", "text.js", "lens.js", "score.js",
-           "app.js")
+SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "chain.js", "chart.js", "text.js", "lens.js",
+           "score.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -119,6 +119,8 @@ TEMPLATE = """
   <section class="dp-controls-area" aria-label="Decoding settings">
     <div class="dp-presets" role="group" aria-label="presets"></div>
     <div class="dp-controls"></div>
+    <details class="dp-chain-box" open><summary>Sampler chain <span class="dp-muted">the
+      order the stages run in</span></summary><div class="dp-chain"></div></details>
     <details class="dp-more"><summary>More penalties</summary><div class="dp-controls-more"></div></details>
     <div class="dp-seed-row"></div>
     <p class="dp-muted dp-limits"></p>

@@ -51,8 +51,13 @@
     }
 
     /* ---- settings ---- */
+    let chain = null;
     const controls = C.build(schema, presets, $(".dp-controls"), $(".dp-controls-more"), $(".dp-presets"),
-      (settings, why) => { render(false); scheduleUrl(); });
+      (settings, why) => { if (chain) chain.update(settings); render(false); scheduleUrl(); });
+    // The chain editor (chain.js) writes `samplers` through the controls, as a slider does.
+    chain = global.DPChain.mount($(".dp-chain"), () => controls.get(),
+      (list) => controls.accept("samplers", list, true));
+    chain.update(controls.get());
     const seedMsg = document.createElement("div");
     seedMsg.className = "dp-ctl-msg";
     const seedInput = C.el("input", { type: "number", cls: "dp-num dp-seed", id: "dp-seed", inputmode: "numeric" });

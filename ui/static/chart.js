@@ -140,7 +140,7 @@
         model: P.model, kept: R.nKept, entropy_bits: R.entropy, effective_vocab: Math.pow(2, R.entropy),
         raw_entropy_bits: PL.entropyOf(raw), u: draw && !draw.greedy ? u : null,
         next_token: draw ? { id: landed, label: opts.labelOf(landed), greedy: draw.greedy } : null,
-        ids, labels,
+        ids, labels, stages: R.stages.map((st) => st.name),
       },
       barmode: "overlay", bargap: 0.1, width: opts.width, height: opts.height,
       margin: { l: 52, r: 44, t: 10, b: 8 }, uirevision: "dp",

@@ -146,9 +146,21 @@
     for (const st of requireSchema().stages) byName[st.name] = st;
     const head = s.logit_bias.length ? [byName.logit_bias] : [];
     if (s.mirostat) return head.concat([byName.temperature, byName.mirostat]);
-    const stages = s.samplers.map((n) => byName[n]).filter((st) => st.listed || changed(st, s));
-    const moved = (st) => Boolean(st.last_when && s[st.last_when]);
-    return head.concat(stages.filter((st) => !moved(st)), stages.filter(moved));
+    const stages = chainOrder(s).map((e) => byName[e.name]).filter((st) => st.listed || changed(st, s));
+    return head.concat(stages);
+  }
+
+  // The `samplers` entries in the order they run, off ones included: [{index, name, moved}],
+  // index into s.samplers; `moved` when a switch (temperature_last) sends the stage last.
+  // stageOrder walks this; the chain editor (chain.js) draws its cards from it.
+  function chainOrder(s) {
+    const byName = {};
+    for (const st of requireSchema().stages) byName[st.name] = st;
+    const all = s.samplers.map((name, index) => {
+      const st = byName[name];
+      return { index, name, moved: Boolean(st.last_when && s[st.last_when]) };
+    });
+    return all.filter((e) => !e.moved).concat(all.filter((e) => e.moved));
   }
 
   function isActive(stage, s, context) {
@@ -471,7 +483,7 @@
   }
 
   global.DPPipeline = {
-    useSchema, schema: requireSchema, defaults, normalise, clampToControl, stageOrder, prepare, transform, pick,
+    useSchema, schema: requireSchema, defaults, normalise, clampToControl, stageOrder, chainOrder, changed, prepare, transform, pick,
     removalReason, entropyOf, rawProbs, decodeLogits, bannedNgramTokens, STAGE_FUNCTIONS, fmt,
     parseChain, isGreedy,
     // for the stages in llama_stages.js

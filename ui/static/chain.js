@@ -1,0 +1,233 @@
+/* The chain editor: the `samplers` setting as a column of stage cards, in the order they run.
+
+   Each card shows its stage's title and colour (model/sampling.py's table), whether it acts
+   (one of its settings differs from the default) or is skipped, and its changed values. The
+   order changes by dragging a card (pointer events: mouse and touch alike), by its ↑ and ↓
+   buttons, or by Alt+ArrowUp / Alt+ArrowDown on a focused card; × removes a stage, the select
+   adds one, and the preset buttons set the orders of model/chain.py's PRESETS (from the
+   schema). Every change goes through the controls' own path (set(list)), so the chart, Step,
+   Generate and the URL see it as they see a slider.
+
+   The cards follow DPPipeline.chainOrder, the order the pipeline walks: with temperature_last
+   on, temperature is drawn last and stays there (its buttons are off); the other cards move
+   among themselves and temperature keeps its place in the list for when the switch is off. */
+(function (global) {
+  "use strict";
+  const PL = global.DPPipeline;
+
+  function el(tag, attrs, children) {
+    return global.DPControls.el(tag, attrs, children);
+  }
+
+  /* box: the element to fill; get(): the settings now; set(list): write a new chain. Returns
+     {update(settings)}: call it after every change of the settings. */
+  function mount(box, get, set) {
+    const schema = PL.schema();
+    const C = schema.chain;
+    const max = C.max || 32;
+    const byName = {};
+    for (const st of schema.stages) byName[st.name] = st;
+    let entries = []; // chainOrder's entries, as drawn
+    let settings = null;
+    let wantFocus = null; // {pos, part} to focus after the next draw
+    let dragging = null;
+    let drawn = ""; // the settings the cards show, as JSON
+
+    const presetRow = el("div", { cls: "dp-chain-presets", role: "group", "aria-label": "chain presets" });
+    const presetButtons = {};
+    for (const [key, label] of Object.entries(C.preset_labels || {})) {
+      if (!C.presets[key]) continue;
+      const b = el("button", { type: "button", cls: "dp-btn dp-chain-preset", id: "chain-preset-" + key.replace(/\./g, ""),
+        text: label, "aria-pressed": "false", title: "the order " + label + " uses: " + C.presets[key].join(" → ") });
+      b.addEventListener("click", () => set(C.presets[key].slice()));
+      presetButtons[key] = b;
+      presetRow.appendChild(b);
+    }
+    const note = el("div", { cls: "dp-chain-note", "aria-live": "polite" });
+    const list = el("ol", { cls: "dp-chain-list", "aria-label": "the stages in the order they run" });
+    const addSelect = el("select", { cls: "dp-chain-add-stage", "aria-label": "stage to add" });
+    const addButton = el("button", { type: "button", cls: "dp-btn dp-chain-add", text: "Add" });
+    const addRow = el("div", { cls: "dp-chain-add-row" }, [addSelect, addButton]);
+    box.append(presetRow, note, list, addRow);
+
+    addButton.addEventListener("click", () => {
+      const name = addSelect.value;
+      const now = chainNow();
+      if (!name || now.length >= max) return;
+      set(now.concat([name]));
+    });
+
+    // ---- edits: on the list of free cards (those not sent last), mapped back to `samplers` ----
+    const chainNow = () => PL.parseChain(get().samplers); // a link may hold letters or a preset
+    const freeEntries = () => entries.filter((e) => !e.moved);
+    function reorderFree(names) {
+      const out = chainNow();
+      freeEntries().forEach((e, k) => { out[e.index] = names[k]; });
+      set(out);
+    }
+    function moveFree(from, to, part) {
+      const free = freeEntries().map((e) => e.name);
+      if (from === to || to < 0 || to >= free.length) return;
+      const [name] = free.splice(from, 1);
+      free.splice(to, 0, name);
+      wantFocus = { pos: to, part };
+      reorderFree(free);
+    }
+    function remove(pos) {
+      const e = entries[pos];
+      const out = chainNow();
+      out.splice(e.index, 1);
+      wantFocus = { pos: Math.min(pos, out.length - 1), part: "card" };
+      set(out);
+    }
+
+    // ---- drawing ----
+    function valuesLine(stage, s) {
+      const parts = [];
+      for (const name of stage.settings) {
+        const x = schema.settings[name];
+        const v = s[name];
+        if (JSON.stringify(v) === JSON.stringify(x.default)) continue;
+        parts.push(x.label + " " + (typeof v === "object" ? JSON.stringify(v) : PL.fmt(v)));
+      }
+      return parts.join(" · ");
+    }
+
+    function card(e, pos, s, freePos, nFree) {
+      const stage = byName[e.name];
+      const on = PL.changed(stage, s);
+      const line = on ? valuesLine(stage, s) : "skipped: off";
+      const title = stage.title;
+      const where = "position " + (pos + 1) + " of " + entries.length;
+      const b = (cls, text, label, disabled) => el("button", { type: "button", cls: "dp-chain-btn " + cls, text,
+        "aria-label": label, title: label, disabled });
+      const up = b("dp-chain-up", "↑", "Move " + title + " up (Alt+ArrowUp)", e.moved || freePos === 0);
+      const down = b("dp-chain-down", "↓", "Move " + title + " down (Alt+ArrowDown)", e.moved || freePos === nFree - 1);
+      const del = b("dp-chain-remove", "×", "Remove " + title + " from the chain", false);
+      const li = el("li", {
+        cls: "dp-chain-card" + (on ? " dp-chain-on" : " dp-chain-off") + (e.moved ? " dp-chain-moved" : ""),
+        tabindex: "0", "data-stage": e.name, "data-pos": pos,
+        "aria-label": title + ", " + where + ", " + (on ? "active: " + line : "skipped: off") +
+          (e.moved ? ", runs last (temperature last)" : ". Alt+ArrowUp or Alt+ArrowDown moves it"),
+        title: e.moved ? "“Temperature last” runs it after the other stages" : "drag, or Alt+↑ / Alt+↓, to move it",
+      }, [
+        el("span", { cls: "dp-chain-grip", "aria-hidden": "true", text: e.moved ? "" : "⋮⋮" }),
+        el("span", { cls: "dp-chain-body" }, [
+          el("span", { cls: "dp-chain-title", text: title }),
+          el("span", { cls: "dp-chain-line", text: line + (e.moved ? " · runs last" : "") }),
+        ]),
+        up, down, del,
+      ]);
+      li.style.setProperty("--dp-stage", stage.colour);
+      up.addEventListener("click", () => moveFree(freePos, freePos - 1, "up"));
+      down.addEventListener("click", () => moveFree(freePos, freePos + 1, "down"));
+      del.addEventListener("click", () => remove(pos));
+      li.addEventListener("keydown", (ev) => {
+        if (ev.target !== li || !ev.altKey || e.moved) return;
+        if (ev.key === "ArrowUp") { ev.preventDefault(); moveFree(freePos, freePos - 1, "card"); }
+        else if (ev.key === "ArrowDown") { ev.preventDefault(); moveFree(freePos, freePos + 1, "card"); }
+      });
+      if (!e.moved) li.addEventListener("pointerdown", (ev) => startDrag(ev, li));
+      return li;
+    }
+
+    function update(s) {
+      settings = s;
+      if (dragging) return; // drawn when the drag ends
+      const n = PL.normalise(s);
+      const key = JSON.stringify(n);
+      if (key === drawn && !wantFocus) return; // nothing the cards show has changed
+      drawn = key;
+      entries = PL.chainOrder(n);
+      list.textContent = "";
+      let freePos = 0;
+      const nFree = entries.filter((e) => !e.moved).length;
+      entries.forEach((e, pos) => list.appendChild(card(e, pos, n, e.moved ? -1 : freePos++, nFree)));
+      list.classList.toggle("dp-chain-replaced", Boolean(n.mirostat));
+      note.textContent = n.mirostat ? "Mirostat is on: the chain is only temperature, then mirostat."
+        : !entries.length ? "The chain is empty: the model's distribution is sampled as it is."
+          : n.logit_bias.length ? "Logit bias runs first, before these." : "";
+      for (const [key, b] of Object.entries(presetButtons)) {
+        const same = JSON.stringify(C.presets[key]) === JSON.stringify(n.samplers);
+        b.setAttribute("aria-pressed", String(same));
+        b.classList.toggle("dp-chain-current", same);
+      }
+      fillAdd(n.samplers);
+      if (wantFocus) { // after an edit made here: the focus stays on the card it moved
+        const li = list.children[Math.max(0, Math.min(wantFocus.pos, list.children.length - 1))];
+        const sel = { up: ".dp-chain-up", down: ".dp-chain-down" }[wantFocus.part];
+        let target = li && (sel ? li.querySelector(sel) : li);
+        if (target && target.disabled) target = li;
+        if (target) target.focus();
+      }
+      wantFocus = null;
+    }
+
+    function fillAdd(chain) {
+      const value = addSelect.value;
+      addSelect.textContent = "";
+      addSelect.appendChild(el("option", { value: "", text: chain.length >= max ? "the chain is full (" + max + ")" : "Add a stage …" }));
+      const missing = C.stages.filter((n) => !chain.includes(n));
+      const again = C.stages.filter((n) => chain.includes(n));
+      const group = (label, names) => {
+        if (!names.length) return;
+        const g = el("optgroup", { label });
+        for (const n of names) g.appendChild(el("option", { value: n, text: byName[n].title }));
+        addSelect.appendChild(g);
+      };
+      group("not in the chain", missing);
+      group("again (a second time)", again);
+      addSelect.value = C.stages.includes(value) ? value : "";
+      addSelect.disabled = addButton.disabled = chain.length >= max;
+    }
+
+    // ---- dragging: the card follows the pointer through the list; dropping sets the order ----
+    function startDrag(ev, li) {
+      if (ev.button !== 0 || ev.target.closest("button")) return;
+      const startY = ev.clientY;
+      const from = freeEntries().findIndex((e) => e.index === entries[Number(li.dataset.pos)].index);
+      let active = false;
+      const onMove = (mv) => {
+        if (!active) {
+          if (Math.abs(mv.clientY - startY) < 6) return;
+          active = true;
+          dragging = { li };
+          li.classList.add("dp-chain-dragging");
+          try { li.setPointerCapture(ev.pointerId); } catch (e) { /* the pointer is gone */ }
+        }
+        mv.preventDefault();
+        // Past the middle of a neighbour (a free card), the card takes its place.
+        const cards = Array.from(list.children).filter((c) => c !== li && !c.classList.contains("dp-chain-moved"));
+        let before = null;
+        for (const c of cards) {
+          const r = c.getBoundingClientRect();
+          if (mv.clientY < r.top + r.height / 2) { before = c; break; }
+        }
+        if (!before) {
+          const last = cards[cards.length - 1];
+          before = last ? last.nextSibling : null;
+        }
+        if (before !== li && before !== li.nextSibling) list.insertBefore(li, before);
+      };
+      const onEnd = (end) => {
+        window.removeEventListener("pointermove", onMove);
+        window.removeEventListener("pointerup", onEnd);
+        window.removeEventListener("pointercancel", onEnd);
+        if (!active) return;
+        li.classList.remove("dp-chain-dragging");
+        dragging = null;
+        const to = Array.from(list.children).filter((c) => !c.classList.contains("dp-chain-moved")).indexOf(li);
+        if (end.type === "pointercancel" || to === from) { drawn = ""; update(settings || get()); return; }
+        moveFree(from, to, "card");
+      };
+      // The card's events reach the window whether or not it holds the pointer.
+      window.addEventListener("pointermove", onMove);
+      window.addEventListener("pointerup", onEnd);
+      window.addEventListener("pointercancel", onEnd);
+    }
+
+    return { update };
+  }
+
+  global.DPChain = { mount };
+})(window);
