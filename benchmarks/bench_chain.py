@@ -136,6 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
+    if args.steps < 1 or args.repeats < 1:
+        print("no steps to run: --steps and --repeats must be at least 1", file=sys.stderr)
+        return 1
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads; {args.steps} steps x {args.repeats} "
           f"repeats, alternating, each step undone (same context every step)")
