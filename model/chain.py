@@ -48,8 +48,10 @@ PRESETS = {
 }
 PRESETS["default"] = DEFAULT_CHAIN
 # The names the page's chain editor gives the presets, in its order.
-PRESET_LABELS = {"default": "Default", "hf": "Hugging Face", "llama.cpp": "llama.cpp",
-                 "webui": "text-generation-webui"}
+# A preset's button label (short: the four fit one row of the chain's column) and its name.
+PRESET_LABELS = {"default": "Default", "hf": "HF", "llama.cpp": "llama.cpp", "webui": "webui"}
+PRESET_NAMES = {"default": "this playground's default", "hf": "Hugging Face transformers' generate",
+                "llama.cpp": "llama.cpp", "webui": "text-generation-webui"}
 MAX_CHAIN = 32
 
 _ACCEPTED = ("a list of stage names, llama.cpp's letters (e.g. \"edskypmxt\"), its names separated "

@@ -180,8 +180,8 @@ def schema() -> dict:
         # How the page reads the `samplers` setting (see model/chain.py).
         "chain": {"letters": chain.LETTERS, "names": chain.NAMES,
                   "presets": {k: list(v) for k, v in chain.PRESETS.items()},
-                  "preset_labels": chain.PRESET_LABELS, "stages": list(chain.CHAIN_STAGES),
-                  "max": chain.MAX_CHAIN},
+                  "preset_labels": chain.PRESET_LABELS, "preset_names": chain.PRESET_NAMES,
+                  "stages": list(chain.CHAIN_STAGES), "max": chain.MAX_CHAIN},
         "settings": {name: setting(x) for name, x in SETTINGS.items()},  # in CONTROL_ORDER
         "main_settings": MAIN_SETTINGS,
         "seed": {"min": 0, "max": SEED_MAX},

@@ -90,7 +90,7 @@ class Tab:
 
     def set_number(self, setting_id, text):
         """Type a value into a setting's number box and press Enter."""
-        box = self.page.locator(f"#{setting_id} input[type=number]")
+        box = self.page.locator(f"#{setting_id} input.dp-num")
         box.click()
         self.page.keyboard.press("Control+A")
         self.page.keyboard.type(str(text))

@@ -112,3 +112,30 @@ def cache(tmp_path, monkeypatch):
     directory = tmp_path / "cache"
     monkeypatch.setenv(downloads.CACHE_ENV, str(directory))
     return directory
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The playground on a tiny checkpoint, one server per test module that asks for it."""
+    import app
+    from testkit.models import make_tiny_checkpoint
+    from testkit.server import launch
+
+    demo = app.build_demo([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
+    yield launch(demo)
+    demo.close()
+
+
+@pytest.fixture
+def tab(browser, server):
+    """A laptop-sized tab on `server`. After the test: no JavaScript error happened, and the
+    page asked for nothing outside 127.0.0.1 (no CDN, no font service)."""
+    from testkit.page import Tab
+
+    t = Tab(browser, server)
+    yield t
+    outside = [u for u in t.requests if not u.startswith("http://127.0.0.1:")]
+    errors = t.errors
+    t.close()
+    assert not outside, f"the page requested addresses outside 127.0.0.1: {outside[:5]}"
+    assert not errors, f"JavaScript errors on the page: {errors[:3]}"

@@ -16,30 +16,10 @@ import random
 import pytest
 import torch
 
-import app
 from model.sampling import SETTINGS, SamplingSettings, entropy_bits, pick_token, run_pipeline
-from testkit.models import make_tiny_checkpoint
 from testkit.page import Tab
-from testkit.server import launch
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    demo = app.build_demo([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
-    yield launch(demo)
-    demo.close()
-
-
-@pytest.fixture
-def tab(browser, server):
-    t = Tab(browser, server)
-    yield t
-    outside = [u for u in t.requests if not u.startswith("http://127.0.0.1:")]
-    t.close()
-    assert not outside, f"the page requested addresses outside 127.0.0.1: {outside[:5]}"
-    assert not t.errors, f"JavaScript errors on the page: {t.errors[:3]}"
 
 
 def test_page_loads_with_every_control_and_the_chart(tab):
@@ -72,6 +52,7 @@ def test_each_control_reshapes_the_chart_without_the_server(tab):
         elem = name.replace("_", "-")
         before = tab.page.evaluate("() => document.querySelector('.dp-main').data[0].y")
         track = tab.page.locator(f"#{elem} input[type=range]")
+        track.scroll_into_view_if_needed()  # as a person scrolls to the slider
         box = track.bounding_box()
         tab.page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
         tab.wait(f"() => document.querySelector('.dp-main').layout.meta.settings.{name} !== "
@@ -179,7 +160,7 @@ def test_presets_and_shared_links_set_the_controls(browser, server):
         t.click("#preset-greedy")
         t.wait("() => document.querySelector('.dp-main').layout.meta.settings.temperature === 0")
         assert t.meta()["kept"] == 1
-        assert t.page.locator("#temperature input[type=number]").input_value() == "0"
+        assert t.page.locator("#temperature input.dp-num").input_value() == "0"
         t.wait("() => location.search.includes('temperature=0')")  # the URL follows the controls
     finally:
         t.close()
@@ -193,11 +174,14 @@ def test_compare_draws_a_second_chart_with_every_label(tab):
     main, other = tab.page.evaluate(f"() => [...document.querySelectorAll('{plots}')].map(d => d.layout.meta)")
     assert main["settings"]["temperature"] == 1.3 and other["settings"]["temperature"] == 0
     assert other["kept"] == 1 and main["step"] == other["step"]
-    assert "T = 0 (greedy)" in tab.page.inner_text(".dp-compare-stats")
+    assert "T = 0 (greedy)" in tab.page.inner_text(".dp-compare .dp-b-title")
+    assert tab.page.inner_text(".dp-a-title").startswith("A: your settings")
     # Side by side on a laptop: each chart's drawing stays inside its own column.
     a, b = (tab.page.locator(f"{plots} >> nth={i}").bounding_box() for i in range(2))
     svg_a, svg_b = (tab.page.locator(f"{plots} >> nth={i} >> .main-svg >> nth=0").bounding_box() for i in range(2))
     assert a["x"] + a["width"] <= b["x"] + 1, (a, b)
+    # ... and the two are drawn alike: level with each other, of one height.
+    assert abs(a["y"] - b["y"]) <= 1 and abs(a["height"] - b["height"]) <= 1, (a, b)
     assert svg_a["x"] + svg_a["width"] <= b["x"] + 1, "the main chart is drawn under the compare chart"
     assert svg_b["x"] + svg_b["width"] <= b["x"] + b["width"] + 1
     for i in range(2):  # every bar keeps its label, none skipped

@@ -10,11 +10,8 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-import app
 from model.chain import DEFAULT_CHAIN, LETTERS, PRESETS
-from testkit.models import make_tiny_checkpoint
 from testkit.page import Tab
-from testkit.server import launch
 
 pytestmark = pytest.mark.browser
 
@@ -22,24 +19,14 @@ CARDS = ".dp-chain-card"
 DEFAULT_RUN = ["penalties", "temperature", "top_k", "top_p", "min_p", "typical_p"]  # the listed ones
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    demo = app.build_demo([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
-    yield launch(demo)
-    demo.close()
-
-
-@pytest.fixture
-def tab(browser, server):
-    t = Tab(browser, server)
-    yield t
-    errors = t.errors
-    t.close()
-    assert not errors, f"JavaScript errors on the page: {errors[:3]}"
-
-
 def card(stage, n=0):
     return f"{CARDS}[data-stage={stage}] >> nth={n}"
+
+
+def press(tab, stage, button):
+    """Point at a card (with a mouse its ↑ ↓ × show over its corner), then click the button."""
+    tab.page.locator(card(stage)).hover()
+    tab.click(f"{card(stage)} >> .dp-chain-{button}")
 
 
 def cards(tab) -> list[str]:
@@ -162,7 +149,7 @@ def test_alt_arrow_up_on_a_focused_card_moves_it_and_keeps_the_focus(tab):
 
 def test_removing_and_adding_a_stage(tab):
     tab.page.locator(card("top_k")).scroll_into_view_if_needed()
-    tab.click(f"{card('top_k')} >> .dp-chain-remove")
+    press(tab, "top_k", "remove")
     without = [n for n in DEFAULT_CHAIN if n != "top_k"]
     wait_chain(tab, without)
     assert cards(tab) == without and "top_k" not in tab.meta()["stages"]
@@ -210,7 +197,7 @@ def test_temperature_last_shows_temperature_where_it_runs(tab):
     assert chain(tab) == list(DEFAULT_CHAIN)  # the chain itself keeps temperature's place
     # The other cards still move among themselves: ↓ on XTC (the last free card) is off.
     assert tab.page.locator(f"{card('xtc')} >> .dp-chain-down").is_disabled()
-    tab.click(f"{card('top_k')} >> .dp-chain-up")
+    press(tab, "top_k", "up")
     want = moved(DEFAULT_CHAIN, "top_k", DEFAULT_CHAIN.index("top_n_sigma"))
     wait_chain(tab, want)
     assert tab.meta()["stages"] == ["penalties", "top_k", "top_p", "min_p", "typical_p", "temperature"]
@@ -219,7 +206,7 @@ def test_temperature_last_shows_temperature_where_it_runs(tab):
 def test_a_reopened_link_brings_the_chain_back(tab, browser, server):
     tab.page.locator("#chain-preset-webui").scroll_into_view_if_needed()
     tab.click("#chain-preset-webui")
-    tab.click(f"{card('xtc')} >> .dp-chain-remove")
+    press(tab, "xtc", "remove")
     want = [n for n in PRESETS["webui"] if n != "xtc"]
     wait_chain(tab, want)
     wait_url_chain(tab, want)
@@ -235,7 +222,7 @@ def test_a_reopened_link_brings_the_chain_back(tab, browser, server):
     try:
         assert cards(again) == ["top_k", "temperature"]
         assert again.meta()["stages"] == ["top_k", "temperature"]
-        again.click(f"{card('temperature')} >> .dp-chain-up")
+        press(again, "temperature", "up")
         wait_chain(again, ["temperature", "top_k"])
         assert not again.errors
     finally:

@@ -218,7 +218,7 @@ def test_an_out_of_range_number_holds_one_value_in_the_box_slider_chart_step_and
     tab.ready()
     tab.set_number(setting, typed)
     tab.wait(f"() => document.querySelector('.dp-main').layout.meta.settings.{name} === {held}")
-    assert float(tab.page.locator(f"#{setting} input[type=number]").input_value()) == held
+    assert float(tab.page.locator(f"#{setting} input.dp-num").input_value()) == held
     assert float(tab.page.locator(f"#{setting} input[type=range]").input_value()) == held
     message = tab.page.inner_text(f"#{setting} .dp-ctl-msg")
     assert typed in message and str(held) in message, message
@@ -284,12 +284,14 @@ def test_on_a_phone_the_prompt_chart_and_step_fit_and_a_tap_shows_a_tokens_alter
 # ---- the smaller things ----
 
 def test_notices_do_not_move_the_page_and_name_the_field(tab):
-    before = tab.box(".dp-main")["y"]
+    # Where the chart is on the page (not in the window: clicking Copy link scrolls to it).
+    on_page = "() => document.querySelector('.dp-main').getBoundingClientRect().top + scrollY"
+    before = tab.page.evaluate(on_page)
     tab.set_number("top-p", "7")
     tab.page.locator(".dp-text").click()  # elsewhere
     tab.click(".dp-copy-link")
     tab.wait("() => document.querySelector('.dp-toasts').textContent.includes('Link copied')")
-    assert tab.box(".dp-main")["y"] == before
+    assert tab.page.evaluate(on_page) == before
     toasts = tab.box(".dp-toasts")
     menu = tab.box(".dp-model")
     assert toasts["y"] > menu["y"] + menu["height"], "a notice covers the model menu"

@@ -171,7 +171,7 @@ def parity(tmp_path_factory):
             continue
         lo, hi, step = x.control
         for raw in (lo - 5, hi + 5, lo, hi, (lo + hi) / 2, lo + step / 3, "abc", "", " 7 ",
-                    hi * 10, -1e9, 3.7, "1e3", rng.uniform(lo, hi)):
+                    hi * 10, -1e9, 3.7, "1e3", rng.uniform(lo, hi), "1,5", "0,25", "1,2,3"):
             clamps.append((name, raw))
     return cases, clamps, run_node(cases, clamps, tmp_path_factory.mktemp("node"))
 
@@ -214,8 +214,27 @@ def test_final_probabilities_kept_sets_and_blame_equal_run_pipeline(parity):
             assert got["pick"] == pick_token(pipe.probs, case["u"]), where
         p = pipe.probs[pipe.probs > 0]
         assert math.isclose(got["entropy"], float(-(p * p.log2()).sum()), rel_tol=1e-9, abs_tol=1e-12)
+        check_traces(got["traces"], pipe, where)
         compared += 1
     assert compared >= 500
+
+
+def check_traces(traces, pipe, where):
+    """What the chain's cards draw: each active stage's live count before and after, and the
+    probabilities of its input's top tokens entering and leaving it, as the engine has them."""
+    before = pipe.raw
+    for trace, stage in zip(traces, pipe.stages):
+        if not stage.active:
+            assert trace is None, where
+            continue
+        n_in, n_out, top, p_in, p_out = trace
+        assert n_in == int(torch.isfinite(before).sum()) and n_out == int(stage.kept.sum()), (stage.name, where)
+        entering, leaving = before.softmax(-1), stage.probs
+        assert top == sorted(top, key=lambda t: (-float(before[t]), t))[:len(top)], (stage.name, where)
+        assert len(top) == min(16, n_in), (stage.name, where)
+        assert torch.allclose(torch.tensor(p_in, dtype=torch.float64), entering[top], rtol=1e-9, atol=1e-15), where
+        assert torch.allclose(torch.tensor(p_out, dtype=torch.float64), leaving[top], rtol=1e-9, atol=1e-15), where
+        before = stage.logits
 
 
 def test_every_value_a_control_produces_is_accepted_by_the_engine_unchanged(parity):
@@ -227,8 +246,8 @@ def test_every_value_a_control_produces_is_accepted_by_the_engine_unchanged(pari
         assert lo <= value <= hi, (name, raw, got)
         settings = SamplingSettings.from_dict({name: value})
         assert getattr(settings, name) == value, (name, raw, got)
-        try:
-            typed = float(raw)
+        try:  # a decimal comma reads as a point: "1,5" is 1.5
+            typed = float(raw.replace(",", ".") if isinstance(raw, str) and raw.count(",") == 1 else raw)
         except ValueError:  # not a number at all: the control keeps its value and says so
             said = "No number typed" if str(raw).strip() == "" else "is not a number"
             assert value == x.default and said in got["message"], (name, raw, got)

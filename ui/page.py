@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
-SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "chain.js", "chart.js", "text.js", "lens.js",
-           "score.js", "app.js")
+SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "chart.js", "text.js",
+           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -43,9 +43,10 @@ def static_paths() -> list[str]:
     return [str(STATIC), str(plotly_js_path())]
 
 
-# The order of the parts is the keyboard's order (prompt, then the actions, the chart and the
-# text, then the controls) and the phone's; playground.css places them in two columns on wider
-# screens.
+# The order of the parts is the keyboard's order (prompt, then the actions, the chart, the
+# text and the sampler chain, then the controls) and the phone's. On wider screens
+# playground.css lays them out so that the chart, the newest text, the actions and the chain
+# share one screen: the prompt and the settings on the left, the chain beside the chart.
 TEMPLATE = """
 <div class="dp-app" data-loading="1">
   <header class="dp-top">
@@ -69,28 +70,47 @@ TEMPLATE = """
   </section>
 
   <section class="dp-work" aria-label="Next token">
-    <div class="dp-actions">
-      <button type="button" class="dp-btn dp-primary dp-step" aria-keyshortcuts="S ArrowRight">Step</button>
-      <button type="button" class="dp-btn dp-generate" aria-keyshortcuts="G">Generate</button>
-      <label class="dp-n-box"><input type="number" class="dp-num dp-n" inputmode="numeric"
-        aria-label="tokens per Generate"> tokens</label>
-      <button type="button" class="dp-btn dp-stop" aria-keyshortcuts="Escape" disabled>Stop</button>
-      <button type="button" class="dp-btn dp-undo" aria-keyshortcuts="U ArrowLeft">Undo</button>
-      <button type="button" class="dp-btn dp-reset">Reset</button>
+    <div class="dp-bar">
+      <div class="dp-actions">
+        <button type="button" class="dp-btn dp-primary dp-step" aria-keyshortcuts="S ArrowRight">Step</button>
+        <button type="button" class="dp-btn dp-generate" aria-keyshortcuts="G">Generate</button>
+        <label class="dp-n-box"><input type="text" class="dp-num dp-n" inputmode="numeric"
+          aria-label="tokens per Generate"> tokens</label>
+        <button type="button" class="dp-btn dp-stop" aria-keyshortcuts="Escape" disabled>Stop</button>
+        <button type="button" class="dp-btn dp-undo" aria-keyshortcuts="U ArrowLeft">Undo</button>
+        <button type="button" class="dp-btn dp-reset">Reset</button>
+      </div>
+      <div class="dp-banner" hidden></div>
     </div>
     <div class="dp-chart">
       <div class="dp-heading">Loading the model ...</div>
-      <div class="dp-banner" hidden></div>
       <div class="dp-stats"></div>
-      <div class="dp-key"></div>
+      <details class="dp-key-box" hidden><summary>Key to the chart</summary><div class="dp-key"></div></details>
       <div class="dp-plots">
-        <div class="dp-plot-box"><div class="dp-plot dp-main"></div><div class="dp-hits" role="group"
-          aria-label="bars: Enter picks a token"></div></div>
+        <div class="dp-plot-col">
+          <div class="dp-compare-title dp-a-title" hidden></div>
+          <div class="dp-plot-box"><div class="dp-plot dp-main"></div><div class="dp-hits" role="group"
+            aria-label="bars: Enter picks a token"></div></div>
+        </div>
         <div class="dp-compare" hidden>
-          <div class="dp-compare-stats"></div>
+          <div class="dp-compare-title dp-b-title"></div>
           <div class="dp-plot dp-compare-plot"></div>
+          <div class="dp-compare-stats"></div>
         </div>
       </div>
+    </div>
+    <div class="dp-output">
+      <div class="dp-text" aria-label="the text so far; Tab to a token, Enter shows its distribution"></div>
+      <div class="dp-legend"><span>Chosen token's probability:</span><span>unlikely</span>
+        <span class="dp-grad"></span><span>likely</span>
+        <span>(greedy steps: the model's own, at T = 1) · dashed underline = picked by you · hover, focus or tap
+        a token for its alternatives</span></div>
+    </div>
+    <section class="dp-chain-box" aria-label="Sampler chain">
+      <h2 class="dp-chain-head">Sampler chain <span class="dp-muted">runs top to bottom</span></h2>
+      <div class="dp-chain"></div>
+    </section>
+    <div class="dp-more-tools">
       <div class="dp-tools">
         <label><input type="checkbox" class="dp-log"> log scale</label>
         <label><input type="checkbox" class="dp-compare-on"> compare with</label>
@@ -102,26 +122,20 @@ TEMPLATE = """
       </div>
       <section class="dp-lens" id="dp-lens" hidden aria-label="Logit lens" aria-live="polite"></section>
     </div>
-    <div class="dp-output">
-      <div class="dp-text" aria-label="the text so far; Tab to a token, Enter shows its distribution"></div>
-      <div class="dp-legend"><span>Chosen token's probability:</span><span>unlikely</span>
-        <span class="dp-grad"></span><span>likely</span>
-        <span>· dashed underline = picked by you · hover, focus or tap a token for its alternatives</span></div>
-    </div>
     <div class="dp-links">
       <button type="button" class="dp-btn dp-export">Export history (JSON)</button>
       <button type="button" class="dp-btn dp-copy-link">Copy link to this view</button>
       <span class="dp-keys dp-muted"><b>Keys:</b> S or → Step · U or ← Undo · G Generate ·
-        Esc Stop · 1–9 pick the n-th bar · Tab to bars and tokens, Enter picks or inspects</span>
+        Esc Stop · 1–9 pick the n-th bar · Tab to bars and tokens, Enter picks or inspects ·
+        looking back: R Rewind, B back</span>
     </div>
   </section>
 
   <section class="dp-controls-area" aria-label="Decoding settings">
     <div class="dp-presets" role="group" aria-label="presets"></div>
     <div class="dp-controls"></div>
-    <details class="dp-chain-box" open><summary>Sampler chain <span class="dp-muted">the
-      order the stages run in</span></summary><div class="dp-chain"></div></details>
-    <details class="dp-more"><summary>More penalties</summary><div class="dp-controls-more"></div></details>
+    <details class="dp-more"><summary>More samplers: llama.cpp's, penalties, bias</summary>
+      <div class="dp-controls-more"></div></details>
     <div class="dp-seed-row"></div>
     <p class="dp-muted dp-limits"></p>
   </section>

@@ -115,6 +115,7 @@ def text_tokens(tokenizer, session, start: int = 0) -> list[dict]:
                     "label": token_label(tokenizer, record.token), "p": round(record.prob, 4),
                     "raw": round(record.raw_prob, 4), "how": record.how,
                     "u": None if record.u is None else round(record.u, 4),
+                    "mu": None if record.mu is None else round(record.mu, 4),
                     "alt": _alternatives(tokenizer, record)})
     return out
 

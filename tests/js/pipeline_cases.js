@@ -23,6 +23,7 @@ for (const c of input.cases) {
   out.cases.push({
     probs: Array.from(R.probs), removedBy: Array.from(R.removedBy),
     stages: R.stages.map((st) => [st.name, st.active]), pick: d.token, entropy: R.entropy,
+    traces: R.stages.map((st) => st.trace && [st.trace.nIn, st.trace.nOut, st.trace.top, st.trace.pIn, st.trace.pOut]),
   });
 }
 for (const [name, raw] of input.clamps) {

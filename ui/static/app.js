@@ -1,23 +1,20 @@
-/* The Decoding Playground's page: one component, mounted from ui/page.py's template.
+/* The Decoding Playground's page: one component, mounted from ui/page.py's template. This
+   file wires the parts together and draws what the server sends.
 
    Data flow. The page holds the settings (controls.js) and draws the chart itself from the
    step's logits (chart.js, pipeline.js), so settings never wait for the server. Everything
-   that changes the session is an action sent to the server through the component's
-   `trigger(name, data)`; settings travel with it as one JSON object. The server answers by
-   setting the component's value to one payload (ui/views.py):
+   that changes the session is an action (queue.js) sent to the server through the
+   component's `trigger(name, data)`; settings travel with it as one JSON object. The server
+   answers by setting the component's value to one payload (ui/views.py):
 
      {seq, ack, chart, text: {mode: "full" | "append", ...}, chips, notice, generating, ...}
 
-   seq numbers every payload of this tab: an older one arriving late is dropped. Actions go
-   one at a time (the next waits for the `ack` of the last), so they reach the session in the
-   order they were made. While Generate runs, Step, Undo, Reset, a new prompt, another model
-   and Stop interrupt it, and say how many generated tokens the page shows (`keep`): the
-   server cuts the session back to exactly those, so what you saw is what you have. */
+   seq numbers every payload of this tab: an older one arriving late is dropped. The address
+   bar holds the view (link.js); keys are in keys.js. */
 (function (global) {
   "use strict";
   const PL = global.DPPipeline, C = global.DPControls, CH = global.DPChart, TX = global.DPText;
-  const INTERRUPTS = new Set(["prompt", "reset", "model", "step", "pick", "undo", "rewind", "stop"]);
-  const ACK_TIMEOUT_MS = 20000;
+  const L = global.DPLink;
 
   function mount(element, trigger, props, watch) {
     const schema = JSON.parse(props.schema);
@@ -29,7 +26,7 @@
     const st = {
       seq: 0, live: null, shown: null, labels: {}, model: null, chat: false, generating: false,
       stopping: false, pending: null, queue: [], nextId: 1, pinned: null, compareWith: "Greedy",
-      compareOn: false, logScale: false, lastKey: "", urlTimer: null, rendered: [], started: false,
+      compareOn: false, logScale: false, lastKey: "", rendered: [], started: false,
       chatAvailable: false, loading: false,
     };
     global.DP.state = st;
@@ -40,6 +37,8 @@
       const t = document.createElement("div");
       t.className = "dp-toast dp-" + (kind || "note");
       t.textContent = text;
+      t.title = "tap to close";
+      t.addEventListener("click", () => t.remove());
       box.appendChild(t);
       setTimeout(() => t.remove(), kind === "error" ? 9000 : 4500);
       while (box.children.length > 3) box.firstChild.remove();
@@ -58,9 +57,10 @@
     chain = global.DPChain.mount($(".dp-chain"), () => controls.get(),
       (list) => controls.accept("samplers", list, true));
     chain.update(controls.get());
+    st.controls = controls; st.chain = chain; // for the benchmarks that time the parts alone
     const seedMsg = document.createElement("div");
     seedMsg.className = "dp-ctl-msg";
-    const seedInput = C.el("input", { type: "number", cls: "dp-num dp-seed", id: "dp-seed", inputmode: "numeric" });
+    const seedInput = C.el("input", { type: "text", cls: "dp-num dp-seed", id: "dp-seed", inputmode: "numeric" });
     $(".dp-seed-row").append(C.el("label", { for: "dp-seed", text: "Seed " }), seedInput,
       C.el("span", { cls: "dp-muted", text: " fixes u for each position: the same seed, settings and prompt give the same text." }), seedMsg);
     const seed = C.integerBox(seedInput, seedMsg, schema.seed.min, schema.seed.max, 0, "the seed", (v) => {
@@ -112,39 +112,18 @@
       promptChanged();
     };
 
-    /* ---- the actions ---- */
-    function act(name, data) {
-      if (st.loading && name !== "model") { toast("The model is still loading: wait for it.", "note"); return; }
-      // A prompt still being typed goes first: the action is meant for the prompt on screen.
-      if (st.typing && name !== "prompt" && !composing) sendPrompt();
-      const msg = Object.assign({}, data || {}, { id: st.nextId++ });
-      if (st.generating && INTERRUPTS.has(name)) {
-        text.dropQueued();
-        msg.keep = text.count(); // the server keeps exactly what this page shows
-        st.stopping = true;
-        st.generating = false;
-        setGenerating(false);
-        trigger(name, msg);
-        st.pending = { id: msg.id, at: performance.now() };
-        return;
-      }
-      if (st.pending && performance.now() - st.pending.at < ACK_TIMEOUT_MS) {
-        if (st.queue.length < 8) st.queue.push([name, msg]);
-        return;
-      }
-      send(name, msg);
-    }
-    function send(name, msg) {
-      st.pending = { id: msg.id, at: performance.now() };
-      if (name === "generate") { st.generating = true; st.stopping = false; setGenerating(true); }
-      trigger(name, msg);
-    }
-    function acked(id) {
-      if (!st.pending || id !== st.pending.id) return;
-      st.pending = null;
-      const next = st.queue.shift();
-      if (next) send(next[0], next[1]);
-    }
+    /* ---- the actions (queue.js) ---- */
+    const queue = global.DPQueue.create(st, trigger, {
+      ready(name) {
+        if (st.loading && name !== "model") { toast("The model is still loading: wait for it.", "note"); return false; }
+        // A prompt still being typed goes first: the action is meant for the prompt on screen.
+        if (st.typing && name !== "prompt" && !composing) sendPrompt();
+        return true;
+      },
+      kept() { text.dropQueued(); return text.count(); },
+      setGenerating,
+    });
+    const act = queue.act, acked = queue.acked;
     function setGenerating(on) {
       $(".dp-stop").disabled = !on;
       $(".dp-generate").disabled = on;
@@ -157,7 +136,24 @@
     const settingsNow = () => controls.get();
     function step() { act("step", { settings: settingsNow() }); }
     function undo() { act("undo", {}); }
-    function generate() { if (!st.generating) act("generate", { n: nTokens.get(), settings: settingsNow() }); }
+    function generate() {
+      if (st.generating) return;
+      act("generate", { n: nTokens.get(), settings: settingsNow() });
+      // One column (a phone): the text is below the chart, so bring it into view and keep it
+      // there as it grows, until the reader scrolls the page themselves.
+      st.followText = fit.narrow();
+      if (st.followText) $(".dp-output").scrollIntoView({ block: "end" });
+    }
+    for (const gesture of ["wheel", "touchmove"]) {
+      window.addEventListener(gesture, () => { st.followText = false; }, { passive: true });
+    }
+    function followText() {
+      if (!st.followText || !st.generating) return;
+      requestAnimationFrame(() => { // after text.js has drawn the new tokens
+        const r = $(".dp-output").getBoundingClientRect();
+        if (r.bottom > window.innerHeight) $(".dp-output").scrollIntoView({ block: "end" });
+      });
+    }
     function stop() { if (st.generating) act("stop", {}); }
     function pickToken(id) {
       if (!st.shown || st.shown !== st.live) { toast("Looking back: press “Back to the next token” to pick.", "note"); return; }
@@ -169,13 +165,15 @@
     $(".dp-stop").addEventListener("click", stop);
     $(".dp-reset").addEventListener("click", () => act("reset", { prompt: promptBox.value, seed: seed.get(), chat: chatBox.checked }));
     $(".dp-export").addEventListener("click", () => act("export", {}));
-    $(".dp-copy-link").addEventListener("click", copyLink);
+    $(".dp-copy-link").addEventListener("click", () => link.copy());
 
     /* ---- the text ---- */
     const text = TX.mount($(".dp-text"), {
       inspect: (stepNo) => act("inspect", { step: stepNo }),
       rewind: (stepNo) => act("rewind", { step: stepNo }),
     });
+
+    const fit = global.DPFit.create($(".dp-main"), $(".dp-text"), $(".dp-output .dp-legend"));
 
     /* ---- the logit lens below the chart (lens.js): the live step's layers, on request ---- */
     const lens = global.DPLens.mount($(".dp-lens"), $(".dp-lens-btn"), { request: () => act("lens", { top_n: 5 }) });
@@ -201,32 +199,61 @@
       if (!force && key === st.lastKey) return;
       st.lastKey = key;
       const div = $(".dp-main");
-      const out = CH.draw(div, P, s, { labelOf, logScale: st.logScale, compare: st.compareOn });
+      const height = fit.chartHeight();
+      const out = CH.draw(div, P, s, { labelOf, logScale: st.logScale, compare: st.compareOn, height });
+      chain.show(inspecting ? null : out.R, { labelOf, mu: text.mus() });
+      markRepeat(inspecting ? null : P, out.R);
       $(".dp-stats").innerHTML = CH.statsHtml(P, out.R, out.fig, P.u, labelOf);
       $(".dp-key").innerHTML = CH.keyHtml(out.R);
+      $(".dp-key-box").hidden = false;
       heading(P);
+      // The numbers above the chart are new: where they moved the chart, its height follows.
+      const fitted = fit.chartHeight();
+      if (fitted !== height) {
+        out.fig.layout.height = fitted;
+        out.promise = out.promise.then(() => global.Plotly.relayout(div, { height: fitted }));
+      }
       if (st.compareOn) renderCompare();
       out.promise.then(() => {
         CH.placeHits($(".dp-hits"), div, out.fig, P, labelOf, pickToken, (rest) =>
           toast("This bar gathers the other " + rest.toLocaleString("en") + " tokens. Pick one of the named " +
             "bars, or Step to let u choose (it can land in here).", "note"));
+        fit.fitText();
         st.rendered.push(performance.now());
         if (st.rendered.length > 1000) st.rendered.splice(0, 500);
       });
+    }
+    // DRY's strongest hit, in the text: the run that would repeat (where it ran before and at
+    // the end of the text now) and the token that followed it there, the one penalised.
+    function markRepeat(P, R) {
+      const run = [], next = [];
+      const dry = P && R.stages.find((x) => x.name === "dry" && x.trace && (x.trace.info.hits || []).length);
+      if (dry) {
+        const { hits, start, end } = dry.trace.info, hit = hits[0];
+        const promptLen = P.context.length - text.count(); // steps count from the prompt's end
+        for (let k = 0; k < hit.length; k++) run.push(start + hit.at - k - promptLen, end - 1 - k - promptLen);
+        next.push(start + hit.at + 1 - promptLen);
+      }
+      text.mark("dp-dry-run", run.filter((i) => i >= 0));
+      text.mark("dp-dry-next", next.filter((i) => i >= 0));
     }
     function renderCompare() {
       const P = st.shown, div = $(".dp-compare-plot");
       const s = st.compareWith === "pinned" && st.pinned ? st.pinned
         : PL.normalise(Object.assign(PL.defaults(), (presets[st.compareWith] || { settings: { temperature: 0 } }).settings));
-      const out = CH.draw(div, P, s, { labelOf, logScale: st.logScale, compare: true });
-      $(".dp-compare-stats").innerHTML = '<div class="dp-compare-title">B: ' + CH.esc(CH.settingsText(s)) +
-        "</div>" + CH.statsHtml(P, out.R, out.fig, P.u, labelOf);
+      const out = CH.draw(div, P, s, { labelOf, logScale: st.logScale, compare: true, height: fit.chartHeight() });
+      // A and B are drawn alike: a one-line title, the same height; B's numbers go below it
+      // (A's are above both).
+      $(".dp-a-title").textContent = "A: your settings (" + CH.settingsText(settingsNow()) + ")";
+      $(".dp-b-title").textContent = "B: " + CH.settingsText(s);
+      $(".dp-compare-stats").innerHTML = CH.statsHtml(P, out.R, out.fig, P.u, labelOf);
     }
     function setCompare(on) {
       st.compareOn = on;
       $(".dp-compare-on").checked = on;
       $(".dp-plots").classList.toggle("dp-comparing", on);
       $(".dp-compare").hidden = !on;
+      $(".dp-a-title").hidden = !on;
       render(true);
     }
     function heading(P) {
@@ -235,7 +262,7 @@
         banner.hidden = true;
         $(".dp-heading").innerHTML = "Next token after <b>" + P.position + "</b> token" + (P.position === 1 ? "" : "s") +
           (P.steps ? " · step " + P.steps + " of at most " + P.max_steps : "") +
-          ' <span class="dp-muted">(hover a bar for details; click, tap or Enter picks it)</span>';
+          ' <span class="dp-muted">· hover a bar; click or tap picks it</span>';
         return;
       }
       banner.hidden = false;
@@ -264,7 +291,10 @@
       if (t.classList.contains("dp-compare-with")) { st.compareWith = t.value; if (st.compareOn) renderCompare(); }
     });
     let resizeTimer = null;
-    window.addEventListener("resize", () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => render(true), 150); });
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => { fit.resized(); render(true); }, 150);
+    });
 
     /* ---- payloads from the server ---- */
     let chartId = 1;
@@ -296,6 +326,7 @@
       if (D.text) {
         if (D.text.mode === "full") { text.reset(D.text); st.stopping = false; }
         else if (!st.stopping && !text.append(D.text.from, D.text.tokens)) st.stopping = true; // wait for a snapshot
+        followText();
       }
       if (D.chart) {
         // The chart in tasks of its own, after this payload's text: preparing the logits and
@@ -341,6 +372,8 @@
       for (const b of element.querySelectorAll(".dp-actions button, .dp-hits button")) b.disabled = st.loading;
       if (!st.loading) $(".dp-stop").disabled = !st.generating;
       status(what || "", "loading");
+      // The old model's chart is not this one's: hide it until the new model's arrives.
+      if (st.loading) { $(".dp-heading").textContent = what; chain.show(null); }
     }
     function showEvicted() {
       const s = $(".dp-status");
@@ -361,86 +394,47 @@
       toast("Saved decoding-history.json (" + data.steps.length + " steps).", "note");
     }
 
-    /* ---- the URL holds the view: prompt, model, seed, settings and the text's token ids ---- */
-    function linkQuery() {
-      const q = new URLSearchParams();
-      if (promptBox.value) q.set("prompt", promptBox.value);
-      if (st.model) q.set("model", st.model);
-      q.set("seed", String(seed.get()));
-      if (chatBox.checked) q.set("chat", "1");
-      const s = settingsNow(), d = PL.defaults();
-      for (const name of Object.keys(schema.settings)) {
-        // The list settings (the chain, DRY's breakers, logit biases) travel as JSON.
-        const list = typeof s[name] === "object" && s[name] !== null;
-        if (list ? JSON.stringify(s[name]) === JSON.stringify(d[name]) : s[name] === d[name]) continue;
-        q.set(name, typeof s[name] === "boolean" ? "1" : list ? JSON.stringify(s[name]) : String(s[name]));
-      }
-      const ids = text.ids();
-      if (ids.length) q.set("t", encodeIds(ids));
-      return q;
-    }
-    function scheduleUrl() {
-      clearTimeout(st.urlTimer);
-      // Browsers throttle history.replaceState; one update after things rest is enough.
-      st.urlTimer = setTimeout(() => {
-        if (!st.started) return;
-        try { history.replaceState(null, "", "?" + linkQuery().toString()); } catch (e) { /* sandboxed page */ }
-      }, 300);
-    }
-    function copyLink() {
-      const url = location.origin + location.pathname + "?" + linkQuery().toString();
-      const done = () => toast("Link copied: it opens this prompt, these settings and this text.", "note");
-      if (navigator.clipboard && navigator.clipboard.writeText) {
-        navigator.clipboard.writeText(url).then(done, () => window.prompt("Copy this link:", url));
-      } else {
-        window.prompt("Copy this link:", url);
-      }
-    }
+    /* ---- the address bar (link.js) ---- */
+    const linkQuery = () => L.query(schema, { prompt: promptBox.value, model: st.model, seed: seed.get(),
+      chat: chatBox.checked, settings: settingsNow(), defaults: PL.defaults(), ids: text.ids() });
+    const link = L.create(() => (st.started ? linkQuery() : null), toast);
+    const scheduleUrl = () => link.schedule();
 
-    /* ---- keys: S/→ step, U/← undo, G generate, Esc stop, 1-9 pick the n-th bar ---- */
-    document.addEventListener("keydown", (ev) => {
-      if (ev.ctrlKey || ev.metaKey || ev.altKey || !element.isConnected) return;
-      const t = ev.target;
-      const typing = t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
-      if (ev.key === "Escape") { if (st.generating) { stop(); ev.preventDefault(); } else text.hideTip(); return; }
-      if (typing) return;
-      const k = ev.key.toLowerCase();
-      if (k === "s" || ev.key === "ArrowRight") { step(); ev.preventDefault(); }
-      else if (k === "u" || ev.key === "ArrowLeft") { undo(); ev.preventDefault(); }
-      else if (k === "g") { generate(); ev.preventDefault(); }
-      else if (/^[1-9]$/.test(ev.key)) {
-        const hit = $(".dp-hits").children[Number(ev.key) - 1];
-        if (hit && !hit.classList.contains("dp-hit-rest")) { hit.click(); ev.preventDefault(); }
-      }
+    /* ---- keys (keys.js) ---- */
+    const looking = () => Boolean(st.shown && st.shown.mode === "inspect");
+    global.DPKeys.listen(element, {
+      step, undo, generate,
+      escape() { if (st.generating) { stop(); return true; } text.hideTip(); return false; },
+      pickNth(n) {
+        const hit = $(".dp-hits").children[n - 1];
+        if (!hit || hit.classList.contains("dp-hit-rest")) return false;
+        hit.click();
+        return true;
+      },
+      rewind() { if (!looking()) return false; act("rewind", { step: st.shown.inspect }); return true; },
+      back() { if (!looking() || !st.live) return false; st.shown = st.live; render(true); return true; },
     });
 
     /* ---- starting: the link's view, or a fresh one ---- */
     function start(ids) {
-      const q = new URLSearchParams(location.search);
+      const asked = L.read(schema, location.search);
       const msgs = [];
-      const values = {};
-      for (const name of Object.keys(schema.settings)) {
-        if (!q.has(name)) continue;
-        const raw = q.get(name);
-        values[name] = schema.settings[name].kind === "bool" ? ["1", "true", "yes", "on"].includes(raw.toLowerCase()) : raw;
-      }
       if (!st.started) {
-        msgs.push(...controls.setAll(values, "link"));
-        if (q.has("prompt")) promptBox.value = q.get("prompt");
-        if (q.has("chat")) chatBox.checked = ["1", "true", "yes", "on"].includes(q.get("chat").toLowerCase());
-        if (q.has("seed")) {
+        msgs.push(...controls.setAll(asked.settings, "link"));
+        if (asked.prompt !== null) promptBox.value = asked.prompt;
+        if (asked.chat !== null) chatBox.checked = asked.chat;
+        if (asked.seed !== null) {
           const before = seed.get();
-          seedInput.value = q.get("seed");
+          seedInput.value = asked.seed;
           seedInput.dispatchEvent(new Event("change"));
           if (seedMsg.textContent) msgs.push("seed: " + seedMsg.textContent);
-          else if (seed.get() === before && q.get("seed") !== String(before)) msgs.push("seed: ignored");
+          else if (seed.get() === before && asked.seed !== String(before)) msgs.push("seed: ignored");
         }
       }
       if (msgs.length) toast("In the link: " + msgs.join(" "), "note");
       st.started = true;
-      const decoded = ids || (q.has("t") ? decodeIds(q.get("t")) : []);
-      act("start", { model: q.get("model") || "", prompt: promptBox.value, seed: seed.get(),
-        chat: chatBox.checked, ids: decoded, settings: settingsNow() });
+      act("start", { model: asked.model, prompt: promptBox.value, seed: seed.get(),
+        chat: chatBox.checked, ids: ids || asked.ids, settings: settingsNow() });
     }
 
     watch("value", () => onPayload(props.value));
@@ -448,32 +442,5 @@
     start(null);
   }
 
-  /* Token ids in a link: LEB128 varints, base64url. ~2.7 characters a token for vocabularies
-     under 16,384, ~4 for SmolLM2's 49,152. */
-  function encodeIds(ids) {
-    const bytes = [];
-    for (let v of ids) {
-      do { let b = v & 0x7f; v >>>= 7; if (v) b |= 0x80; bytes.push(b); } while (v);
-    }
-    let bin = "";
-    for (const b of bytes) bin += String.fromCharCode(b);
-    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  }
-  function decodeIds(s) {
-    try {
-      const bin = atob(s.replace(/-/g, "+").replace(/_/g, "/"));
-      const out = [];
-      let v = 0, shift = 0;
-      for (let i = 0; i < bin.length; i++) {
-        const b = bin.charCodeAt(i);
-        v |= (b & 0x7f) << shift;
-        if (b & 0x80) { shift += 7; if (shift > 28) return []; } else { out.push(v >>> 0); v = 0; shift = 0; }
-      }
-      return out;
-    } catch (e) {
-      return [];
-    }
-  }
-
-  global.DP = Object.assign(global.DP || {}, { mount, encodeIds, decodeIds });
+  global.DP = Object.assign(global.DP || {}, { mount, encodeIds: L.encodeIds, decodeIds: L.decodeIds });
 })(window);

@@ -38,7 +38,8 @@
     for (const [key, label] of Object.entries(C.preset_labels || {})) {
       if (!C.presets[key]) continue;
       const b = el("button", { type: "button", cls: "dp-btn dp-chain-preset", id: "chain-preset-" + key.replace(/\./g, ""),
-        text: label, "aria-pressed": "false", title: "the order " + label + " uses: " + C.presets[key].join(" → ") });
+        text: label, "aria-pressed": "false",
+        title: "the order " + ((C.preset_names || {})[key] || label) + " uses: " + C.presets[key].join(" → ") });
       b.addEventListener("click", () => set(C.presets[key].slice()));
       presetButtons[key] = b;
       presetRow.appendChild(b);
@@ -113,8 +114,11 @@
       }, [
         el("span", { cls: "dp-chain-grip", "aria-hidden": "true", text: e.moved ? "" : "⋮⋮" }),
         el("span", { cls: "dp-chain-body" }, [
-          el("span", { cls: "dp-chain-title", text: title }),
-          el("span", { cls: "dp-chain-line", text: line + (e.moved ? " · runs last" : "") }),
+          el("span", { cls: "dp-chain-head-line" }, [
+            el("span", { cls: "dp-chain-title", text: title }),
+            el("span", { cls: "dp-chain-line", text: line + (e.moved ? " · runs last" : "") }),
+          ]),
+          on ? el("span", { cls: "dp-chain-effect" }) : null,
         ]),
         up, down, del,
       ]);
@@ -129,6 +133,57 @@
       });
       if (!e.moved) li.addEventListener("pointerdown", (ev) => startDrag(ev, li));
       return li;
+    }
+
+    // ---- what each stage did at the step on the chart (stage_view.js draws it) ----
+    let shown = null; // {R, opts}: drawn again whenever the cards are
+    const outside = el("div", { cls: "dp-chain-outside" }); // stages the chain does not list
+    box.insertBefore(outside, list);
+    function show(R, opts) {
+      shown = R ? { R, opts } : null;
+      const V = global.DPStageView;
+      outside.textContent = "";
+      for (const slot of list.querySelectorAll(".dp-chain-effect")) slot.textContent = "";
+      if (!R) return;
+      for (const stage of R.stages) {
+        if (!stage.trace) continue;
+        const parts = [el("span", { cls: "dp-chain-mini-box" }), el("span", { cls: "dp-chain-caption" })];
+        parts[0].innerHTML = V.mini(stage.name, stage.trace, R.settings, stage.colour);
+        parts[1].textContent = V.caption(stage.name, stage.trace, R.settings, opts.labelOf);
+        if (stage.pos >= 0) {
+          const li = list.children[stage.pos];
+          const slot = li && li.querySelector(".dp-chain-effect");
+          if (!slot) continue;
+          slot.textContent = "";
+          slot.append(...parts);
+          if (stage.name === "xtc") li.classList.toggle("dp-chain-fired", Boolean(stage.trace.info.fired));
+          continue;
+        }
+        // Logit bias and mirostat run outside the listed chain: a card of their own, above it.
+        const head = el("span", { cls: "dp-chain-title", text: stage.title });
+        const extra = stage.name === "mirostat" ? muPlot(opts.mu || [], R.settings.mirostat_tau, stage.trace.info.mu) : null;
+        const card = el("div", { cls: "dp-chain-card dp-chain-on dp-chain-fixed", "data-stage": stage.name },
+          [el("span", { cls: "dp-chain-body" }, [head, el("span", { cls: "dp-chain-effect" }, parts), extra])]);
+        card.style.setProperty("--dp-stage", stage.colour);
+        outside.appendChild(card);
+      }
+    }
+    // Mirostat's μ along the text (one value per generated step, then this step's), with τ:
+    // μ moves towards the surprise it aims at, step by step.
+    function muPlot(history, tau, now) {
+      const values = history.concat([now]);
+      const w = 160, h = 34, hi = Math.max(2 * tau, ...values) * 1.05;
+      const x = (i) => (values.length === 1 ? w / 2 : (i * w) / (values.length - 1));
+      const y = (v) => h - 2 - (h - 4) * (v / hi);
+      const pts = values.map((v, i) => x(i).toFixed(1) + "," + y(v).toFixed(1)).join(" ");
+      const box = el("span", { cls: "dp-chain-mu" });
+      box.innerHTML = '<svg class="dp-mini dp-mu" viewBox="0 0 ' + w + " " + h + '" preserveAspectRatio="none" ' +
+        'role="img" aria-label="mirostat μ over ' + values.length + ' steps, τ = ' + tau + '">' +
+        '<line class="dp-mini-cut" x1="0" x2="' + w + '" y1="' + y(tau).toFixed(1) + '" y2="' + y(tau).toFixed(1) + '"/>' +
+        '<polyline class="dp-mu-line" points="' + pts + '"/></svg>' +
+        '<span class="dp-chain-caption">μ over ' + values.length + " step" + (values.length === 1 ? "" : "s") +
+        " · dashed: τ = " + tau + "</span>";
+      return box;
     }
 
     function update(s) {
@@ -161,6 +216,7 @@
         if (target) target.focus();
       }
       wantFocus = null;
+      if (shown) show(shown.R, shown.opts);
     }
 
     function fillAdd(chain) {
@@ -213,20 +269,29 @@
         window.removeEventListener("pointermove", onMove);
         window.removeEventListener("pointerup", onEnd);
         window.removeEventListener("pointercancel", onEnd);
+        window.removeEventListener("keydown", onKey, true);
         if (!active) return;
         li.classList.remove("dp-chain-dragging");
         dragging = null;
         const to = Array.from(list.children).filter((c) => !c.classList.contains("dp-chain-moved")).indexOf(li);
-        if (end.type === "pointercancel" || to === from) { drawn = ""; update(settings || get()); return; }
+        if (end.type !== "pointerup" || to === from) { drawn = ""; update(settings || get()); return; }
         moveFree(from, to, "card");
+      };
+      // Esc during a drag puts the card back where it was.
+      const onKey = (kd) => {
+        if (kd.key !== "Escape" || !active) return;
+        kd.preventDefault();
+        kd.stopPropagation();
+        onEnd({ type: "cancel" });
       };
       // The card's events reach the window whether or not it holds the pointer.
       window.addEventListener("pointermove", onMove);
       window.addEventListener("pointerup", onEnd);
       window.addEventListener("pointercancel", onEnd);
+      window.addEventListener("keydown", onKey, true);
     }
 
-    return { update };
+    return { update, show };
   }
 
   global.DPChain = { mount };

@@ -45,6 +45,8 @@
       return l;
     });
     const shown = labels.map(esc);
+    // A lone punctuation mark is a speck at tick size: bold, between brackets, it reads.
+    const ticks = labels.map((l, i) => (/^[\p{P}\p{S}]{1,2}$/u.test(l) ? "<b>⟨" + shown[i] + "⟩</b>" : shown[i]));
     const rest = P.V - ids.length;
     const draw = R.nKept > 0 ? PL.pick(R, u) : null;
     // Looking back, highlight the token that was chosen (a picked one need not be where u lands).
@@ -146,7 +148,7 @@
       margin: { l: 52, r: 44, t: 10, b: 8 }, uirevision: "dp",
       hovermode: "closest", hoverlabel: { align: "left" }, showlegend: false,
       xaxis: { type: "category", tickangle: opts.compare ? -90 : -50, automargin: true, fixedrange: true,
-        tickmode: "array", tickvals: shown, ticktext: shown,
+        tickmode: "array", tickvals: shown, ticktext: ticks,
         tickfont: { family: "ui-monospace, SFMono-Regular, Menlo, monospace", size: opts.compare ? 10 : 12 } },
       yaxis: log
         ? { title: { text: "probability (log)" }, type: "log", dtick: 1, exponentformat: "power",

@@ -29,7 +29,7 @@
     return out;
   }
 
-  function dryPenalties(window, s, heads) {
+  function dryPenalties(window, s, heads, hits) {
     const n = window.length, allowed = s.dry_allowed_length;
     const out = new Map();
     if (s.dry_multiplier === 0 || s.dry_base < 1 || n <= allowed) return out;
@@ -45,10 +45,11 @@
     }
     if (limit < allowed) return out;
     const lengths = repeatLengths(window, limit);
-    const longestBefore = new Map();
+    const longestBefore = new Map(), where = new Map();
     for (let i = 0; i < n - 1; i++) {
       if (lengths[i] >= allowed) {
         const t = window[i + 1];
+        if (lengths[i] > (longestBefore.get(t) || 0)) where.set(t, i);
         longestBefore.set(t, Math.max(longestBefore.get(t) || 0, lengths[i]));
       }
     }
@@ -60,6 +61,8 @@
       let e = len - allowed;
       if (maxExp > 0) e = Math.min(e, maxExp);
       out.set(t, s.dry_multiplier * Math.pow(s.dry_base, e));
+      // For the page: the earlier run ends at window index `at` and t followed it there.
+      if (hits) hits.push({ token: t, penalty: out.get(t), length: len, at: where.get(t) });
     }
     return out;
   }
@@ -112,12 +115,15 @@
           if (!P.dryHeads) throw new Error("DRY's sequence breakers need the server's dry_heads for this tokenizer");
           heads = P.dryHeads;
         }
-        const pen = dryPenalties(window, s, heads);
+        const hits = [];
+        const pen = dryPenalties(window, s, heads, hits);
         if (pen.size) {
           for (const [t, v] of pen) w.x[t] -= v;
           resort(w);
         }
-        return {};
+        // Context indices: where the window starts, so the page can mark the repeats.
+        hits.sort((a, b) => b.penalty - a.penalty || a.token - b.token);
+        return { hits, start: P.context.length - window.length, end: P.context.length };
       },
       reason: () => "",
     },
@@ -168,14 +174,14 @@
       apply(w, s, P) {
         const u = P.draws && P.draws.xtc;
         if (u === undefined || u === null) throw new Error("XTC needs the server's draws.xtc for this position");
-        if (s.xtc_probability <= 0 || s.xtc_threshold > 0.5 || u > s.xtc_probability) return {};
+        if (s.xtc_probability <= 0 || s.xtc_threshold > 0.5 || u > s.xtc_probability) return { u, fired: false, removed: 0 };
         const p = liveProbs(w, P);
         let above = 0;
         while (above < p.length && p[above] >= s.xtc_threshold) above++;
-        if (above < 2) return {};
+        if (above < 2) return { u, fired: true, removed: 0, above };
         const gone = new Set(w.live.slice(0, above - 1));
         w.drop((id) => !gone.has(id));
-        return {};
+        return { u, fired: true, removed: above - 1, above };
       },
       reason: (why, id, s) => "XTC removed a top choice (p ≥ " + s.xtc_threshold + ")",
     },
@@ -192,7 +198,7 @@
         }
         const kept = new Set(w.live.slice(0, keep));
         w.drop((id) => kept.has(id));
-        return { mu };
+        return { mu, keep };
       },
       reason: (why) => "mirostat's cut for μ = " + why.mu.toFixed(2),
     },

@@ -87,13 +87,9 @@
     if (x.kind !== "float" && x.kind !== "int") return clampList(name, x, raw, previous);
     const [lo, hi, step] = x.control;
     const text = String(raw).trim();
-    const n = text === "" ? NaN : Number(text);
+    const n = readNumber(text);
     const keep = previous === undefined ? x.default : previous;
-    if (!Number.isFinite(n)) {
-      // A number box reports text it cannot read as "", the same as an empty box.
-      const what = text === "" ? "No number typed" : "“" + text.slice(0, 20) + "” is not a number";
-      return { value: keep, message: what + ": " + x.label + " stays " + fmt(keep) + "." };
-    }
+    if (!Number.isFinite(n)) return { value: keep, message: notANumber(text, x.label, fmt(keep)) };
     let v = Math.min(Math.max(n, lo), hi);
     v = lo + Math.round((v - lo) / step) * step;
     const digits = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
@@ -105,6 +101,19 @@
     else if (n > hi) message = fmt(n) + " is above the maximum " + fmt(hi) + ": using " + fmt(v) + ".";
     else if (v !== n) message = fmt(n) + " is between steps of " + fmt(step) + ": using " + fmt(v) + ".";
     return { value: v, message };
+  }
+
+  // A number as people type it: "1.5", " 1.5 ", and with a decimal comma "1,5" (one comma, no
+  // point). Anything else that Number() cannot read, and an empty box, is NaN.
+  function readNumber(raw) {
+    let text = String(raw).trim();
+    if (/^[+-]?\d*,\d+$/.test(text)) text = text.replace(",", ".");
+    return text === "" ? NaN : Number(text);
+  }
+  // The one wording for a box that holds no number, for every number box on the page.
+  function notANumber(text, label, kept) {
+    const what = text === "" ? "No number typed" : "“" + text.slice(0, 20) + "” is not a number";
+    return what + ": " + label + " stays " + kept + ".";
   }
 
   // A list or object setting from a link or a preset: JSON text, or for the chain its letters,
@@ -142,11 +151,17 @@
   // else the `samplers` order (duplicates included) with temperature moved last by
   // temperature_last. Off stages that are not `listed` are left out.
   function stageOrder(s) {
+    return stagePlan(s).map((e) => e.stage);
+  }
+  // stageOrder with each stage's place among chainOrder's entries (`pos`, the chain editor's
+  // card), or -1 for a stage the chain does not list (logit bias, mirostat's pair).
+  function stagePlan(s) {
     const byName = {};
     for (const st of requireSchema().stages) byName[st.name] = st;
-    const head = s.logit_bias.length ? [byName.logit_bias] : [];
-    if (s.mirostat) return head.concat([byName.temperature, byName.mirostat]);
-    const stages = chainOrder(s).map((e) => byName[e.name]).filter((st) => st.listed || changed(st, s));
+    const head = s.logit_bias.length ? [{ stage: byName.logit_bias, pos: -1 }] : [];
+    if (s.mirostat) return head.concat([{ stage: byName.temperature, pos: -1 }, { stage: byName.mirostat, pos: -1 }]);
+    const stages = chainOrder(s).map((e, pos) => ({ stage: byName[e.name], pos }))
+      .filter((e) => e.stage.listed || changed(e.stage, s));
     return head.concat(stages);
   }
 
@@ -205,6 +220,17 @@
     const inv = 1 / sum; // torch's softmax multiplies by the reciprocal of the sum
     for (const id of live) p[id] *= inv;
     return p;
+  }
+
+  // p[id] for the ids in `ids`, under the softmax over `live` (0 for an id no longer live).
+  const TRACE_BARS = 16;
+  function probsOf(x, live, ids) {
+    if (!live.length) return ids.map(() => 0);
+    let m = -Infinity;
+    for (const id of live) if (x[id] > m) m = x[id];
+    let sum = 0;
+    for (const id of live) sum += Math.exp(x[id] - m);
+    return ids.map((id) => (x[id] === -Infinity ? 0 : Math.exp(x[id] - m) / sum));
   }
 
   // Within runs of equal values, ids ascending (the tie rule of sampling_order).
@@ -307,7 +333,7 @@
     },
     temperature: {
       apply(w, s, P) {
-        let T = s.temperature;
+        let T = s.temperature, entropyShare = null;
         if (s.dynatemp_range > 0 && !s.mirostat) {
           // llama.cpp's temp_ext: T within [T - range, T + range] by the normalised entropy.
           if (w.live.length <= 1) return {};
@@ -315,7 +341,8 @@
           let h = 0;
           for (const q of p) if (q > 0) h -= q * Math.log(q);
           const low = Math.max(0, T - s.dynatemp_range), high = T + s.dynatemp_range;
-          T = low + (high - low) * Math.pow(h / Math.log(w.live.length), s.dynatemp_exponent);
+          entropyShare = h / Math.log(w.live.length);
+          T = low + (high - low) * Math.pow(entropyShare, s.dynatemp_exponent);
         }
         if (T === 0) {
           // argmax: the first maximal id, which heads `live` (ties by lower id).
@@ -325,7 +352,7 @@
           for (const id of w.live) w.x[id] = w.x[id] / T;
           fixTies(w.live, w.x); // division can round two logits to one value
         }
-        return {};
+        return { T, dynamic: s.dynatemp_range > 0 && !s.mirostat, entropyShare };
       },
       reason: () => "T = 0 keeps only the most likely token (argmax)",
     },
@@ -415,15 +442,18 @@
     const s = normalise(settings);
     const V = P.V;
     const removedBy = new Int8Array(V).fill(-1);
-    const order = stageOrder(s);
+    const plan = stagePlan(s);
     const stages = [];
     const why = {}; // per stage, what its hover explanation needs
     const w = { x: P.raw, live: Array.from(P.order), display: P.order, drop: null, untouched: true };
     let copied = false;
-    for (let si = 0; si < order.length; si++) {
-      const stage = order[si];
+    for (let si = 0; si < plan.length; si++) {
+      const stage = plan[si].stage;
       const active = isActive(stage, s, P.context);
-      stages.push({ name: stage.name, title: stage.title, colour: stage.colour, active });
+      // trace: what the chain's cards draw (chain.js): the stage's input's top tokens, their
+      // probability entering and leaving it, and the live count before and after.
+      const entry = { name: stage.name, title: stage.title, colour: stage.colour, active, pos: plan[si].pos, trace: null };
+      stages.push(entry);
       if (!active) continue;
       if (!copied) { w.x = Float64Array.from(w.x); copied = true; }
       w.drop = (keep) => {
@@ -431,7 +461,11 @@
         for (const id of w.live) { if (keep(id)) kept.push(id); else { w.x[id] = -Infinity; removedBy[id] = si; } }
         w.live = kept;
       };
-      why[stage.name] = STAGE_FUNCTIONS[stage.name].apply(w, s, P);
+      const top = w.live.slice(0, TRACE_BARS), nIn = w.live.length;
+      const pIn = probsOf(w.x, w.live, top);
+      const info = STAGE_FUNCTIONS[stage.name].apply(w, s, P);
+      why[stage.name] = info;
+      entry.trace = { top, pIn, pOut: probsOf(w.x, w.live, top), nIn, nOut: w.live.length, info };
       w.untouched = false;
     }
     const probs = softmaxLive(w.x, w.live, V);
@@ -483,7 +517,8 @@
   }
 
   global.DPPipeline = {
-    useSchema, schema: requireSchema, defaults, normalise, clampToControl, stageOrder, chainOrder, changed, prepare, transform, pick,
+    TRACE_BARS, stagePlan,
+    useSchema, schema: requireSchema, defaults, normalise, clampToControl, readNumber, notANumber, stageOrder, chainOrder, changed, prepare, transform, pick,
     removalReason, entropyOf, rawProbs, decodeLogits, bannedNgramTokens, STAGE_FUNCTIONS, fmt,
     parseChain, isGreedy,
     // for the stages in llama_stages.js

@@ -41,9 +41,12 @@
       span.className = "dp-tok dp-" + t.how;
       span.tabIndex = 0;
       span.dataset.step = t.step;
-      span.style.background = colour(t.p);
+      // A greedy step gives its token p = 1 after the settings, which says nothing: such a
+      // token is coloured by the model's own probability (T = 1), as the legend says.
+      span.style.background = colour(t.how === "greedy" && t.raw !== undefined ? t.raw : t.p);
       span.setAttribute("role", "button");
-      span.setAttribute("aria-label", "step " + (t.step + 1) + ": " + t.label + ", p " + fmtP(t.p) + ", " + t.how);
+      span.setAttribute("aria-label", "step " + (t.step + 1) + ": " + t.label + ", p " + fmtP(t.p) +
+        (t.how === "greedy" ? " (the model's own " + fmtP(t.raw) + ")" : "") + ", " + t.how);
       span.innerHTML = t.eot ? '<span class="dp-eot">⟨end of text⟩</span>'
         : t.text ? textHtml(t.text) : '<span class="dp-partial">·</span>';
       return span;
@@ -113,6 +116,18 @@
       box.appendChild(h);
     }
 
+    // Marks the tokens of the given steps with class cls (and unmarks the others): DRY's
+    // repeated run and the token that followed it.
+    const marked = {};
+    function mark(cls, steps) {
+      for (const span of marked[cls] || []) span.classList.remove(cls);
+      marked[cls] = [];
+      for (const step of steps) {
+        const span = box.querySelector('.dp-tok[data-step="' + step + '"]');
+        if (span) { span.classList.add(cls); marked[cls].push(span); }
+      }
+    }
+
     /* ---- the tooltip: alternatives, and on touch the two actions ---- */
 
     function showTip(span, pinned) {
@@ -151,7 +166,12 @@
       const width = Math.min(320, window.innerWidth - 16);
       st.tip.style.maxWidth = width + "px";
       st.tip.style.left = Math.max(8, Math.min(window.scrollX + r.left, window.scrollX + window.innerWidth - width - 8)) + "px";
-      st.tip.style.top = window.scrollY + r.bottom + 6 + "px";
+      // Below the token, or above it where the window has no room below (the text box now
+      // sits at the bottom of a laptop's window).
+      const below = window.innerHeight - r.bottom - 6, above = r.top - 6;
+      const h = st.tip.offsetHeight;
+      const up = h > below && above > below;
+      st.tip.style.top = window.scrollY + (up ? Math.max(4, r.top - 6 - h) : r.bottom + 6) + "px";
     }
 
     function hideTip(force) {
@@ -197,7 +217,8 @@
       queued = [];
     }
 
-    return { reset, append, dropQueued, count: () => st.tokens.length, ids: () => st.tokens.map((t) => t.token),
+    return { reset, append, dropQueued, mark, count: () => st.tokens.length, ids: () => st.tokens.map((t) => t.token),
+      mus: () => st.tokens.map((t) => t.mu).filter((m) => m !== undefined && m !== null),
       hideTip: () => hideTip(true) };
   }
 
