@@ -2,7 +2,9 @@
    from the step's logits (pipeline.js), with Plotly.react on a div that stays.
 
    Grey bars behind are the raw distribution (T = 1, no filters); coloured bars are what the
-   settings leave; hatched ones were removed, in the colour of the stage that removed them.
+   settings leave; outlined, pale ones were removed, in the colour of the stage that removed
+   them. (Not hatched: Plotly's pattern fills cost a quarter of each redraw, measured by
+   benchmarks/bench_slider.py.)
    The line is the cumulative probability in sampling order and u, the step's uniform draw,
    is marked on it: the bar where the line first reaches u is the token sampling picks.
 
@@ -58,7 +60,7 @@
     const titleOf = {};
     for (const st of R.stages) titleOf[st.name] = st.title;
 
-    const yFinal = [], yRaw = [], cFinal = [], cRaw = [], pattern = [], lineC = [], hover = [];
+    const yFinal = [], yRaw = [], cFinal = [], cRaw = [], lineC = [], hover = [];
     const cum = [], cumTopP = [];
     let c = 0, cp = 0, finalShown = 0, rawShown = 0;
     const tp = R.why.top_p;
@@ -72,11 +74,11 @@
       let h;
       if (R.removedBy[id] >= 0) {
         const stage = R.stages[R.removedBy[id]].name;
-        cRaw.push(colourOf[stage] + "66"); pattern.push("/"); lineC.push(colourOf[stage]);
+        cRaw.push(colourOf[stage] + "40"); lineC.push(colourOf[stage]);
         h = head + "raw p = " + fmtP(raw[id]) + "<br><b>removed by " + titleOf[stage] + "</b>: " +
           esc(PL.removalReason(R, id));
       } else {
-        cRaw.push(GREY); pattern.push(""); lineC.push(GREY);
+        cRaw.push(GREY); lineC.push(GREY);
         h = head + "raw p = " + fmtP(raw[id]) + " → final p = " + fmtP(f) + "<br>rank " +
           rank.get(id) + ", cumulative " + fmtP(c);
       }
@@ -90,7 +92,7 @@
     if (rest > 0) {
       shown.push(restLabel); yFinal.push(finalRest); yRaw.push(rawRest);
       cFinal.push(ids.length && landed >= 0 && !ids.includes(landed) ? AMBER : PALE);
-      cRaw.push(GREY); pattern.push(""); lineC.push(GREY);
+      cRaw.push(GREY); lineC.push(GREY);
       hover.push("<b>the other " + rest.toLocaleString("en") + " tokens</b><br>raw mass " + pct(rawRest) +
         " → final mass " + pct(finalRest));
       cum.push(1);
@@ -103,8 +105,7 @@
       { type: "bar", name: "final", x: shown, y: yFinal, width: 0.5, zorder: 3,
         marker: { color: cFinal }, hovertext: hover, hovertemplate: "%{hovertext}<extra></extra>" },
       { type: "bar", name: "raw", x: shown, y: yRaw, width: 0.86, zorder: 1,
-        marker: { color: cRaw, pattern: { shape: pattern, fgcolor: lineC, size: 6, solidity: 0.35 },
-          line: { color: lineC, width: 1 } }, hovertext: hover, hovertemplate: "%{hovertext}<extra></extra>" },
+        marker: { color: cRaw, line: { color: lineC, width: 1.5 } }, hovertext: hover, hovertemplate: "%{hovertext}<extra></extra>" },
       { type: "scatter", name: "cumulative", x: shown, y: cum, yaxis: "y2", zorder: 4,
         mode: "lines+markers", line: { color: INK, width: 1.5 },
         // the point where the curve first reaches u is the drawn token: marked in amber
@@ -171,8 +172,7 @@
     ];
     for (const st of R.stages) {
       if (st.active && st.name !== "temperature") {
-        items.push('<span><i class="dp-sw" style="background:repeating-linear-gradient(45deg,' + st.colour +
-          ' 0 2px,#fff 2px 5px);border:1px solid ' + st.colour + '"></i>removed by ' + esc(st.title) + "</span>");
+        items.push('<span><i class="dp-sw" style="background:' + st.colour + '40;border:1.5px solid ' + st.colour + '"></i>removed by ' + esc(st.title) + "</span>");
       }
     }
     items.push('<span><i class="dp-ln dp-ln-cum"></i>cumulative</span>');
