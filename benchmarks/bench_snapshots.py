@@ -129,7 +129,8 @@ def main(argv=None) -> int:
     evaluate(gpt, val, rt, 16, contextlib.nullcontext)
     seconds = time.perf_counter() - t
     print(f"\nevaluation, one pass over the validation split ({val[:, 1:].numel():,} tokens, one process, "
-          f"{args.threads} threads): {seconds:.1f} s; a snapshot step evaluates twice (+ the training sample)")
+          f"{args.threads} threads): {seconds:.1f} s. A snapshot step runs two such passes, the validation split "
+          "and a training sample of the same size (one, at a step that evaluates anyway).")
     return 0
 
 

@@ -21,6 +21,7 @@ from training.snapshots import DEFAULT_COUNT, plan_steps
 from training.snapshots import main as record_main
 
 RUN = ("--batch-size", "4", "--log-every", "1", "--eval-every", "4", "--warmup-steps", "2", "--lr", "3e-3")
+SHIPPED = Path(__file__).resolve().parent.parent / "checkpoints"
 
 
 @pytest.fixture(scope="module")
@@ -230,3 +231,23 @@ def test_only_our_checkpoints_have_snapshots(gpt2_snapshot):
     with pytest.raises(ValueError, match="has no training snapshots"):
         load_model(gpt2_snapshot, step=0)
 
+
+# ---- the default model ----
+
+def test_the_default_model_ships_its_runs_snapshots_within_the_size_budget():
+    shakespeare = SHIPPED / "shakespeare"
+    entries = list_snapshots(shakespeare)
+    assert [e["step"] for e in entries] == [0, 3, 10, 32, 100, 316, 1000]
+    assert all(e["tokens_seen"] == e["step"] * 32 * 256 for e in entries)
+    val = [e["val_loss"] for e in entries]
+    assert val == sorted(val, reverse=True)  # it learns at every snapshot
+    config = json.loads((shakespeare / "config.json").read_text())["training"]
+    assert abs(entries[-1]["val_loss"] - config["val_loss"]) < 1e-5  # the last one is the shipped model
+    final, tokenizer, _ = load_model(shakespeare)
+    ids = torch.tensor([tokenizer.encode("ROMEO:\nBut soft, what light through yonder window breaks?")])
+    with torch.no_grad():
+        assert (load_model(shakespeare, step=1000).gpt(ids) - final(ids)).abs().max() < 0.5
+        for e in entries[:-1]:
+            load_model(shakespeare, step=e["step"])
+    total = sum(p.stat().st_size for p in SHIPPED.rglob("*") if p.is_file())
+    assert total <= 50e6, f"checkpoints/ holds {total / 1e6:.1f} MB, over its 50 MB budget"
