@@ -7,5 +7,6 @@ from .config import GPTConfig
 from .decode import generate
 from .gpt import GPT
 from .loading import load_model
+from .snapshots import list_snapshots
 
-__all__ = ["GPT", "GPTConfig", "generate", "load_model"]
+__all__ = ["GPT", "GPTConfig", "generate", "list_snapshots", "load_model"]

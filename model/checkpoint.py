@@ -39,7 +39,7 @@ class Loaded(NamedTuple):
     card: dict
 
 
-def _write_atomically(path: Path, write) -> None:
+def write_atomically(path: Path, write) -> None:
     """write(tmp_path) then rename over path: readers see the old file or the new, never half."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
@@ -69,14 +69,14 @@ def save_checkpoint(directory: str | Path, model_or_state, config: GPTConfig, to
     directory.mkdir(parents=True, exist_ok=True)
     state = model_or_state.state_dict() if isinstance(model_or_state, torch.nn.Module) else model_or_state
     tensors = export_state_dict(state, config)
-    _write_atomically(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    write_atomically(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
     save_tokenizer(tokenizer, directory)
     meta = {"model_type": MODEL_TYPE, "format_version": 1, "gpt": config.to_dict(), **(extra or {})}
-    _write_atomically(directory / CONFIG_FILE,
+    write_atomically(directory / CONFIG_FILE,
                       lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2) + "\n"))
     if metrics is not None:
         lines = "".join(json.dumps(m) + "\n" for m in metrics)
-        _write_atomically(directory / METRICS_FILE, lambda tmp: Path(tmp).write_text(lines))
+        write_atomically(directory / METRICS_FILE, lambda tmp: Path(tmp).write_text(lines))
     return directory
 
 
@@ -149,17 +149,24 @@ def build_model(config: GPTConfig, state: dict[str, torch.Tensor], source: Path)
     return gpt.use_decode_layout().eval()  # loaded models are for decoding: see GPT
 
 
-def load_checkpoint(directory: str | Path) -> Loaded:
-    directory = Path(directory)
+def read_model_config(directory: Path) -> tuple[GPTConfig, dict]:
+    """The GPTConfig of one of our checkpoint directories, and its card (what config.json
+    says about the model: name, source, licence, how it was trained)."""
     meta = read_config(directory)
     try:
         config = GPTConfig.from_dict(meta["gpt"])
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{directory / CONFIG_FILE}: bad model config ({e})") from e
-    gpt = build_model(config, read_weights(directory), directory / WEIGHTS_FILE)
     card = {"name": directory.name, "source": str(directory)} | dict(meta.get("card") or {})
     if "training" in meta:
         card.setdefault("training", meta["training"])
+    return config, card
+
+
+def load_checkpoint(directory: str | Path) -> Loaded:
+    directory = Path(directory)
+    config, card = read_model_config(directory)
+    gpt = build_model(config, read_weights(directory), directory / WEIGHTS_FILE)
     return Loaded(gpt, load_tokenizer(directory), card)
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 from .checkpoint import MODEL_TYPE, Loaded, load_checkpoint, read_config
 from .quant import apply_mode, check_mode
 from .registry import NAMED_MODELS
+from .snapshots import load_snapshot
 
 
-def load_model(path, mode: str = "exact") -> Loaded:
+def load_model(path, mode: str = "exact", step: int | None = None) -> Loaded:
     """Returns (gpt, tokenizer, card): gpt in eval mode on the CPU, tokenizer a
     tiktoken.Encoding, card a dict that says what the model is and where it came from.
 
@@ -24,8 +25,15 @@ def load_model(path, mode: str = "exact") -> Loaded:
     fast: a Q4_1 GGUF keeps its own codes, a float32 checkpoint is quantized the same way
     (lossy). card["mode"] and card["arithmetic"] say which mode the model runs in and what it
     computes with.
+
+    step: the model as it was after that many training steps, from the checkpoint's snapshots
+    (model/snapshots.py; list_snapshots(path) says which steps there are); card["snapshot"]
+    holds that step's losses. Only our own checkpoints have snapshots.
     """
     check_mode(mode)
+    if step is not None and (str(path) in NAMED_MODELS or Path(path).suffix.lower() == ".gguf"):
+        raise ValueError(f"step={step}: {str(path)!r} has no training snapshots; only checkpoints "
+                         "trained with training/ and --snapshots do")
     if str(path) in NAMED_MODELS:
         return NAMED_MODELS[str(path)].load(mode=mode)
     directory = Path(path)
@@ -42,7 +50,10 @@ def load_model(path, mode: str = "exact") -> Loaded:
     meta = read_config(directory)
     kind = meta.get("model_type")
     if kind == MODEL_TYPE:
-        return apply_mode(load_checkpoint(directory), mode)
+        return apply_mode(load_checkpoint(directory) if step is None else load_snapshot(directory, step), mode)
+    if step is not None:
+        raise ValueError(f"step={step}: {directory} (model_type {kind!r}) has no training snapshots; "
+                         "only checkpoints trained with training/ and --snapshots do")
     if kind == "gpt2":
         from .hf_gpt2 import load_gpt2_snapshot
         return apply_mode(load_gpt2_snapshot(directory, meta), mode)

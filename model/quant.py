@@ -62,12 +62,13 @@ def int4_groups(w: torch.Tensor):
     return codes.reshape(N, K).to(torch.int32), scale, low, exact
 
 
-def int8_groups(w: torch.Tensor):
-    """w (N, K) float32 -> codes (N, K) int32 in -127..127, scale (N, K / GROUP), with
+def int8_groups(w: torch.Tensor, group: int = GROUP):
+    """w (N, K) float32 -> codes (N, K) int32 in -127..127, scale (N, K / group), with
     w ~ scale * codes, and whether that is exact: Q8_0's quantizer (scale = max |w| / 127),
-    which gives a tensor dequantized from Q8_0 its own codes back."""
+    which gives a tensor dequantized from Q8_0 its own codes back. group=K: a scale per row
+    (training snapshots, model/snapshots.py)."""
     N, K = w.shape
-    groups = w.reshape(N, K // GROUP, GROUP)
+    groups = w.reshape(N, K // group, group)
     scale = groups.abs().amax(-1) / 127  # (N, K / GROUP)
     safe = torch.where(scale == 0, torch.ones_like(scale), scale)
     codes = torch.round(groups / safe[..., None]).clamp_(-127, 127)

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from model import load_model
+from model import list_snapshots, load_model
+from model.snapshots import INDEX_FILE, SCALE, SNAPSHOT_DIR
 from testkit.training import ROOT, TINY, env, read_rows, run_train, train_cmd, train_here, write_corpus
 from training import prepare as prep
 from training.checkpointing import complete_checkpoints, resume_root
@@ -42,8 +44,11 @@ def assert_ok(done: subprocess.CompletedProcess) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
 
 
-def test_ddp_and_fsdp_losses_equal_single_process_losses(data_dir, tmp_path):
-    single, ddp, fsdp = tmp_path / "single", tmp_path / "ddp", tmp_path / "fsdp"
+@pytest.fixture(scope="module")
+def three_ways(data_dir, tmp_path_factory) -> tuple[Path, Path, Path]:
+    """The same 8-step run in one process, under DDP and under FSDP (default --snapshots)."""
+    root = tmp_path_factory.mktemp("three_ways")
+    single, ddp, fsdp = root / "single", root / "ddp", root / "fsdp"
     # one process: the global batch of 4 in two micro-steps of 2 (accumulation on its own)
     assert_ok(train_here("--data", str(data_dir), "--out", str(single), *TINY, *STEPS,
                         "--micro-batch-size", "2"))
@@ -51,6 +56,11 @@ def test_ddp_and_fsdp_losses_equal_single_process_losses(data_dir, tmp_path):
     # FSDP with accumulation: 2 processes x 1 sequence x 2 micro-steps
     assert_ok(run_train(2, "--data", str(data_dir), "--out", str(fsdp), "--parallel", "fsdp", *TINY, *STEPS,
                         "--micro-batch-size", "1"))
+    return single, ddp, fsdp
+
+
+def test_ddp_and_fsdp_losses_equal_single_process_losses(three_ways, data_dir, tmp_path):
+    single, ddp, fsdp = three_ways
     ref = losses(single)
     assert sorted(ref) == list(range(1, 9))
     assert ref[8] < ref[1]  # it learns
@@ -69,6 +79,39 @@ def test_ddp_and_fsdp_losses_equal_single_process_losses(data_dir, tmp_path):
     got = losses(resumed)
     assert sorted(got) == [5, 6, 7, 8]
     assert all(abs(got[s] - ref[s]) < 1e-5 for s in got)
+
+
+def test_ddp_and_fsdp_write_the_single_process_snapshots(three_ways):
+    """Rank 0 writes them; each step's losses agree to the tolerance above, and each weight to
+    that tolerance plus one int8 step of its row (a float32 value a hair from a rounding edge
+    may round the other way), the codes differing by at most one."""
+    single, ddp, fsdp = three_ways
+    ref = list_snapshots(single)
+    assert [e["step"] for e in ref] == [0, 1, 2, 3, 4, 6, 8]
+    for out in (ddp, fsdp):
+        got = list_snapshots(out)
+        assert [(e["step"], e["tokens_seen"], e["file"]) for e in got] == \
+               [(e["step"], e["tokens_seen"], e["file"]) for e in ref]
+        for e, r in zip(got, ref):
+            for key in ("train_loss", "val_loss"):
+                assert abs(e[key] - r[key]) < 1e-5, (out.name, e["step"], key, e[key], r[key])
+        # one writer: exactly the listed files, nothing half-written
+        assert sorted(p.name for p in (out / SNAPSHOT_DIR).iterdir()) == \
+               sorted([INDEX_FILE] + [e["file"] for e in got if e["file"]])
+        for e in got:
+            mine, theirs = load_model(out, step=e["step"]).gpt, load_model(single, step=e["step"]).gpt
+            if e["step"] == 0:  # rebuilt from the same seed: identical
+                assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(),
+                                                             theirs.state_dict().values()))
+                continue
+            stored = load_file(single / SNAPSHOT_DIR / e["file"])
+            codes = load_file(out / SNAPSHOT_DIR / e["file"])
+            for name, w in theirs.state_dict().items():
+                name = "transformer.wte.weight" if name == "lm_head.weight" else name
+                step = stored[name + SCALE][:, None] if name + SCALE in stored else 0
+                assert ((mine.state_dict()[name] - w).abs() <= 1e-5 + step).all(), (out.name, e["step"], name)
+                if name + SCALE in stored:
+                    assert (codes[name].int() - stored[name].int()).abs().max() <= 1
 
 
 def test_checkpoint_exported_under_fsdp_loads_ties_and_generates(data_dir, tmp_path, capsys):

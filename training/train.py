@@ -16,7 +16,9 @@ batch / (micro * processes) micro-steps, so any number of processes trains on th
 OUT receives: metrics.jsonl (one JSON object per logged step), memory.json (the bytes each
 process held after its first step; see training/memory.py), the app's checkpoint
 (config.json, model.safetensors, tokenizer files; rewritten at every evaluation and at the
-end, loadable with model.load_model(OUT)), and resume/ (see training/checkpointing.py).
+end, loadable with model.load_model(OUT)), snapshots/ (the weights at --snapshots steps,
+loadable with model.load_model(OUT, step=N); see training/snapshots.py) and resume/ (see
+training/checkpointing.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import contextlib
 import json
 import math
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,8 +39,9 @@ from tqdm import tqdm
 from model.checkpoint import read_metrics, save_checkpoint
 from model.config import GPTConfig
 from model.gpt import GPT
+from model.snapshots import SNAPSHOT_DIR, init_gpt
 
-from . import checkpointing, memory
+from . import checkpointing, memory, snapshots
 from .data import DataDir, WindowStream, val_windows
 from .distributed import Runtime, all_reduce_sum, full_state_dict, gradient_sync, parallelize, setup, teardown, unwrap
 from .optim import build_optimizer, lr_at
@@ -69,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--micro-batch-size", type=int, default=0,
                    help="sequences per forward per process (0 = batch / processes: no accumulation)")
     g.add_argument("--max-steps", type=int, default=1000, help="optimizer steps in the whole run")
+    g.add_argument("--stop-at-step", type=int, default=0,
+                   help="end after this step (saving and exporting), on the schedule of --max-steps: "
+                        "reruns the first steps of a longer run exactly (0 = run to --max-steps)")
     g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     g.add_argument("--min-lr", type=float, default=None, help="final learning rate (default lr / 10)")
     g.add_argument("--warmup-steps", type=int, default=100, help="linear warmup steps before the cosine")
@@ -89,6 +96,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--save-every", type=int, default=None,
                    help="write a resume checkpoint every N steps (default = --eval-every; 0 = only at the end)")
     g.add_argument("--keep-checkpoints", type=int, default=2, help="resume checkpoints kept (0 = all)")
+    g.add_argument("--snapshots", default="auto",
+                   help="steps whose weights to keep in OUT/snapshots (int8, a quarter of the checkpoint): "
+                        f"50,200,1000; auto = step 0 and {snapshots.DEFAULT_COUNT} steps log-spaced to the end; "
+                        "none. Step 0 is always kept (rebuilt from --seed, it stores nothing)")
     g.add_argument("--resume", nargs="?", const="latest", default=None,
                    help="continue from OUT/resume's newest checkpoint, or from the given step folder")
     g.add_argument("--max-minutes", type=float, default=0,
@@ -216,6 +227,10 @@ def run(args, rt: Runtime) -> None:
     for name in ("max_steps", "eval_every", "log_every"):
         if getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, but is {getattr(args, name)}")
+    if not 0 <= args.stop_at_step <= args.max_steps:
+        raise ValueError(f"--stop-at-step must be in [0, --max-steps {args.max_steps}], but is {args.stop_at_step}")
+    end = args.stop_at_step or args.max_steps  # the run's last step
+    snap_steps = snapshots.plan_steps(args.snapshots, end, "--stop-at-step" if args.stop_at_step else "--max-steps")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bf16 = args.dtype == "bf16" or (args.dtype == "auto" and rt.device.type == "cuda")
@@ -227,12 +242,10 @@ def run(args, rt: Runtime) -> None:
     autocast = (lambda: torch.autocast(rt.device.type, dtype=torch.bfloat16)) if use_autocast \
         else contextlib.nullcontext
 
-    torch.manual_seed(args.seed)  # the same initial weights on every rank
-    raw = GPT(config).to(rt.device)
+    raw: GPT = init_gpt(config, args.seed).to(rt.device)  # the same initial weights on every rank
     fpt = flops_per_token(raw)
     model = parallelize(raw, rt, torch.bfloat16 if bf16 else torch.float32, args.compile)
     optimizer = build_optimizer(model, args.lr, args.weight_decay, (args.beta1, args.beta2), rt.device.type)
-    memory.reset_peak(rt)  # the CUDA peak recorded after the first step starts here
     torch.manual_seed(args.seed + 1 + rt.rank)  # dropout masks differ between ranks
 
     stream = WindowStream(data.train, config.block_size, args.seed)
@@ -242,17 +255,20 @@ def run(args, rt: Runtime) -> None:
     save_every = args.eval_every if args.save_every is None else args.save_every
     peak = peak_flops(rt, args.peak_tflops)
 
-    step, metrics = 0, []
+    step, metrics, run_id = 0, [], snapshots.new_run_id()
     if args.resume:
         path = checkpointing.find(out, args.resume)
         state = checkpointing.load(path, model, optimizer, rt)
         step = int(state["step"])
+        run_id = state.get("run_id", run_id)  # the resumed run's snapshots stay one run
         metrics = [m for m in read_metrics(out) if m.get("step", 0) <= step]
         if rt.is_main:
             print(f"resumed from {path} at step {step}", file=sys.stderr)
-    elif rt.is_main and checkpointing.complete_checkpoints(checkpointing.resume_root(out)):
-        print(f"note: {out} holds resume checkpoints; starting from step 0 anyway (pass --resume to "
-              "continue), and its metrics.jsonl starts over", file=sys.stderr)
+    elif rt.is_main:
+        if checkpointing.complete_checkpoints(checkpointing.resume_root(out)):
+            print(f"note: {out} holds resume checkpoints; starting from step 0 anyway (pass --resume to "
+                  "continue), and its metrics.jsonl and snapshots start over", file=sys.stderr)
+        shutil.rmtree(out / SNAPSHOT_DIR, ignore_errors=True)  # another run's snapshots
     if rt.is_main:
         (out / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
         print(f"{raw.num_params() / 1e6:.2f}M parameters, {rt.world} process(es), parallel={rt.parallel}, "
@@ -275,12 +291,29 @@ def run(args, rt: Runtime) -> None:
 
     tokens_per_step = args.batch_size * config.block_size
     command = " ".join(["python -m training.train"] + [shlex.quote(a) for a in sys.argv[1:]])
-    bar = tqdm(total=args.max_steps, initial=step, disable=not rt.is_main or args.no_progress or None,
+    # as many training windows as validation windows: the two losses are equally precise
+    sample = snapshots.train_sample(data.train, config.block_size, len(val))
+    header = snapshots.run_header(run_id, config, args.seed, sample, val[:, 1:].numel(), tokens_per_step,
+                                  command)
+
+    def snapshot(at: int, val_loss: float | None) -> None:
+        if val_loss is None:
+            val_loss = evaluate(model, val, rt, args.eval_batch_size, autocast)
+        losses = {"train_loss": evaluate(model, sample, rt, args.eval_batch_size, autocast),
+                  "val_loss": val_loss, "val_nats_per_char": val_loss / cpt}
+        state = full_state_dict(model, rt) if at else None  # a collective under FSDP; step 0 stores none
+        if rt.is_main:
+            snapshots.record(out, header, at, losses, state, config)
+
+    if step == 0 and 0 in snap_steps:
+        snapshot(0, None)
+    memory.reset_peak(rt)  # the CUDA peak recorded after the first step starts here
+    bar = tqdm(total=end, initial=step, disable=not rt.is_main or args.no_progress or None,
                desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
     started = time.time()
     t_log, steps_since = time.perf_counter(), 0
     first_step = step
-    while step < args.max_steps:
+    while step < end:
         lr = lr_at(step, args.lr, args.warmup_steps, args.max_steps, min_lr)
         # This process's first step: each rank records what it holds (OUT/memory.json).
         record = (lambda at=step + 1: memory.record(out, model, optimizer, rt, at)) \
@@ -290,13 +323,14 @@ def run(args, rt: Runtime) -> None:
         step += 1
         steps_since += 1
         bar.update(1)
-        last = step == args.max_steps
+        last = step == end
         if args.max_minutes and step % args.log_every == 0:
             # every rank must agree to stop, or the others would wait in a collective forever
             over = torch.tensor([float(time.time() - started > 60 * args.max_minutes)], device=rt.device)
             last = last or all_reduce_sum(over, rt).item() > 0
         do_eval = step % args.eval_every == 0 or last
-        if step % args.log_every == 0 or do_eval:
+        logged, val_loss = step % args.log_every == 0 or do_eval, None
+        if logged:
             loss = all_reduce_sum(loss.detach().clone(), rt) / rt.world
             dt = time.perf_counter() - t_log
             tps = steps_since * tokens_per_step / dt
@@ -313,14 +347,16 @@ def run(args, rt: Runtime) -> None:
                             **({"val_nats_per_char": f"{row['val_nats_per_char']:.3f}"} if do_eval else {}))
             if do_eval:
                 export(row)
-            if (save_every and step % save_every == 0) or last:
-                checkpointing.save(out, step, model, optimizer, rt, {"windows_consumed": step * args.batch_size},
-                                   args.keep_checkpoints)
+        # Before the resume checkpoint: a run resumed from this step has taken its snapshot.
+        snap = step in snap_steps
+        if snap:
+            snapshot(step, val_loss)
+        save = bool(save_every and step % save_every == 0) or last
+        if save:
+            checkpointing.save(out, step, model, optimizer, rt,
+                               {"windows_consumed": step * args.batch_size, "run_id": run_id}, args.keep_checkpoints)
+        if logged or snap or save:
             t_log, steps_since = time.perf_counter(), 0  # evaluation and saving are not training time
-        elif save_every and step % save_every == 0:
-            checkpointing.save(out, step, model, optimizer, rt, {"windows_consumed": step * args.batch_size},
-                               args.keep_checkpoints)
-            t_log, steps_since = time.perf_counter(), 0
         if last:
             break
     bar.close()
