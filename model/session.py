@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .kept import top_candidates
 from .kv_cache import context_window
 from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_stage_u, draw_u, run_pipeline
 from .tokenizer import validate_ids
@@ -53,7 +54,9 @@ class StepRecord:
     prob: float  # the chosen token's final probability
     raw_prob: float  # ... and its probability under the raw model (T = 1, no filters)
     settings: dict
-    candidates: dict[str, list[tuple[int, float]]]  # stage -> top (token, prob) after that stage
+    # stage -> its TOP_CANDIDATES most likely tokens [(token, prob)] after it: probability
+    # descending, ties by lower id, none of probability 0 (model.kept.top_candidates)
+    candidates: dict[str, list[tuple[int, float]]]
     mu: float | None = None  # mirostat's μ for this step's cut (None: mirostat off)
     draws: dict = field(default_factory=dict)  # the random stages' own u (XTC's), by stage
     logits: torch.Tensor | None = field(default=None, repr=False)  # (V,) the step's raw logits
@@ -89,6 +92,23 @@ def _plain_bytes(obj) -> int:
     return size
 
 
+# One (token, probability) pair of a record's candidates: the tuple, its int and its float.
+_PAIR_BYTES = sys.getsizeof((0, 0.0)) + sys.getsizeof(2**20) + sys.getsizeof(0.5)
+
+
+def _record_bytes(record: StepRecord, settings_bytes: int) -> int:
+    """_plain_bytes of a record's fields, without walking every pair: the settings are
+    measured once per settings (settings_bytes), and the candidates' pairs all count alike."""
+    fields = record.to_dict()
+    candidates = fields.pop("candidates")
+    fields.pop("settings")
+    size = sys.getsizeof(record) + _plain_bytes(fields) + settings_bytes
+    size += sys.getsizeof("candidates") + sys.getsizeof("settings") + sys.getsizeof(candidates)
+    size += sum(sys.getsizeof(name) + sys.getsizeof(pairs) + len(pairs) * _PAIR_BYTES
+                for name, pairs in candidates.items())
+    return size
+
+
 def _storage_bytes(tensors, seen: set[int]) -> int:
     """Bytes of the storages behind `tensors`, each storage counted once across calls."""
     total = 0
@@ -118,6 +138,7 @@ class DecodingSession:
         self.eot = gpt.config.eot_token if gpt.config.eot_token is not None else tokenizer.eot_token
         self._lock = threading.RLock()
         self.seed = check_seed(seed)
+        self._measured_settings = (None, 0)  # the last settings a record held, and their bytes
         self.notice = ""
         self.reset("")
 
@@ -256,20 +277,24 @@ class DecodingSession:
 
     def _commit(self, pipe: Pipeline, token: int, how: str, u, settings) -> StepRecord:
         candidates = {}
-        for name, probs in [("raw", pipe.raw.softmax(-1))] + [(s.name, s.probs) for s in pipe.stages]:
-            top = torch.topk(probs, min(TOP_CANDIDATES, probs.numel()))
+        previous, listed = None, []
+        for name, view in [("raw", pipe.raw_view)] + [(s.name, s.kept_view) for s in pipe.stages]:
+            if view is not previous:  # a stage that changed nothing lists what the one before it did
+                previous, listed = view, top_candidates(view, TOP_CANDIDATES)
             n = 2
             while name in candidates:  # a stage that runs twice: "top_k", then "top_k#2"
                 name, n = f"{name.split('#')[0]}#{n}", n + 1
-            candidates[name] = [(int(i), float(p)) for p, i in zip(top.values, top.indices)]
+            candidates[name] = list(listed)
         record = StepRecord(
             position=len(self._ids), token=token, piece=self.piece(token), how=how, u=u,
-            prob=float(pipe.probs[token]), raw_prob=float(pipe.raw.softmax(-1)[token]),
+            prob=float(pipe.probs[token]), raw_prob=float(pipe.raw_view.probs()[token]),
             settings=settings.to_dict(), candidates=candidates, mu=pipe.mu,
             draws={"xtc": draw_stage_u(self.seed, len(self._ids), "xtc")}, logits=self.logits)
         self.history.append(record)
         self._step_windows.append(self._window)
-        self._record_bytes.append(sys.getsizeof(record) + _plain_bytes(record.to_dict()))
+        if self._measured_settings[0] != settings:
+            self._measured_settings = (settings, _plain_bytes(record.settings))
+        self._record_bytes.append(_record_bytes(record, self._measured_settings[1]))
         self._drop_old_logits()
         self._mu = pipe.mu_after(token, settings)
         self._append(token)
