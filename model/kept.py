@@ -29,21 +29,27 @@ class Kept:
     0..size-1 survives (then values is the whole (V,) vector). The survivors' order is id order,
     so a stable sort breaks ties by lower id, as one over the whole vector does."""
 
-    __slots__ = ("values", "ids", "size", "_full", "_probs")
+    __slots__ = ("values", "ids", "size", "finite", "_full", "_probs")
 
-    def __init__(self, values: torch.Tensor, ids: torch.Tensor | None, size: int):
+    def __init__(self, values: torch.Tensor, ids: torch.Tensor | None, size: int, finite: bool = True):
         self.values, self.ids, self.size = values, ids, size
+        # Known to hold finite logits only. False after arithmetic that overflowed (or on a
+        # vector given with NaN or +inf): the pipeline then names the stage that did it.
+        self.finite = finite
         self._full: torch.Tensor | None = values if ids is None else None
         self._probs: torch.Tensor | None = None
 
     @classmethod
     def of(cls, logits: torch.Tensor) -> "Kept":
-        """From a (V,) float64 vector, -inf where removed (NaN and +inf are refused before)."""
+        """From a (V,) float64 vector, -inf where removed."""
+        if bool(torch.isfinite(logits).all()):
+            return cls(logits, None, logits.numel())
         removed = logits == NEG_INF
         if not bool(removed.any()):
-            return cls(logits, None, logits.numel())
+            return cls(logits, None, logits.numel(), finite=False)
         ids = (~removed).nonzero().flatten()
-        return cls(logits[ids], ids, logits.numel())
+        values = logits[ids]
+        return cls(values, ids, logits.numel(), finite=bool(torch.isfinite(values).all()))
 
     @property
     def n(self) -> int:
@@ -78,18 +84,20 @@ class Kept:
         if bool(keep.all()):
             return self
         at = keep.nonzero().flatten()
-        return Kept(self.values[at], self.id_list()[at], self.size)
+        return Kept(self.values[at], self.id_list()[at], self.size, self.finite)
 
     def keep_positions(self, at: torch.Tensor) -> "Kept":
         """The survivors at positions `at` (any order) of this view."""
         at = at.sort().values
-        return Kept(self.values[at], self.id_list()[at], self.size)
+        return Kept(self.values[at], self.id_list()[at], self.size, self.finite)
 
     def with_values(self, values: torch.Tensor) -> "Kept":
         """The same survivors with new logits (n,). One that became -inf (a penalty, a tiny
         temperature) is removed, as it is in the whole vector; +inf and NaN stay, for the
         pipeline's check to name the stage that made them."""
-        out = Kept(values, self.ids, self.size)
+        if bool(torch.isfinite(values).all()):
+            return Kept(values, self.ids, self.size)
+        out = Kept(values, self.ids, self.size, finite=False)
         gone = values == NEG_INF
         return out.where(~gone) if bool(gone.any()) else out
 
@@ -129,9 +137,15 @@ def top_candidates(kept: Kept, n: int) -> list[tuple[int, float]]:
     if kept.n <= SMALL:  # a few survivors: Python sorts them faster than torch starts a sort
         ranked = sorted(zip((-p).tolist(), kept.id_list().tolist()))
         return [(i, -q) for q, i in ranked[:n] if q < 0]
-    m = min(n, p.numel())
-    kth = torch.topk(p, m).values[-1]
-    head = ((p >= kth) & (p > 0)).nonzero().flatten()  # positions ascending = ids ascending
-    order = head[torch.sort(p[head], descending=True, stable=True).indices][:m]
+    # The top n + 1: where the n-th is strictly above the next, they are the top n, and only
+    # their order needs the tie rule; else every token tied with the n-th is a candidate.
+    top = torch.topk(p, n + 1)
+    values, at = top.values.tolist(), top.indices
+    if values[n - 1] > values[n]:
+        ids = (at if kept.ids is None else kept.ids[at]).tolist()
+        ranked = sorted(zip((-top.values).tolist()[:n], ids[:n]))
+        return [(i, -q) for q, i in ranked if q < 0]
+    head = ((p >= values[n - 1]) & (p > 0)).nonzero().flatten()  # positions ascending = ids ascending
+    order = head[torch.sort(p[head], descending=True, stable=True).indices][:n]
     ids = order if kept.ids is None else kept.ids[order]
     return list(zip(ids.tolist(), p[order].tolist()))

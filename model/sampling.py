@@ -204,7 +204,7 @@ class StageResult:
     def __init__(self, name: str, active: bool, logits):
         self.name = name
         self.active = active  # False when the stage is off: logits pass through unchanged
-        self.kept_view = logits if isinstance(logits, Kept) else Kept.of(_as_logits(logits))
+        self.kept_view = logits if isinstance(logits, Kept) else _raw_view(logits)[1]
 
     @property
     def logits(self) -> torch.Tensor:
@@ -284,14 +284,15 @@ def run_pipeline(logits: torch.Tensor, settings=None, context: list[int] | None 
     if s.mirostat and mu is None:
         mu = 2.0 * s.mirostat_tau
     run = Run(context, check_seed(seed), vocab, mu if s.mirostat else None)
-    raw = _as_logits(logits)
-    x = raw_view = Kept.of(raw)
+    raw, raw_view = _raw_view(logits)
+    x = raw_view
     stages = []
     for stage in chain_of(s):
         active = stage.active(s, context)
         if active:
             x = stage.apply(x, s, run)
-            _check_stage(stage.name, x.top(), s)
+            if not (x.finite and x.n):
+                _check_stage(stage.name, x.top(), s)
         stages.append(StageResult(stage.name, active, x))
     return Pipeline(raw, stages, x, run.mu, raw_view)
 
@@ -336,13 +337,23 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     return run_pipeline(logits, settings).probs
 
 
-def _as_logits(logits: torch.Tensor) -> torch.Tensor:
+def _raw_view(logits: torch.Tensor) -> tuple[torch.Tensor, Kept]:
+    """The checked (V,) float64 logits, and their view for the first stage."""
+    raw, finite = _checked_logits(logits)
+    return raw, (Kept(raw, None, raw.numel()) if finite else Kept.of(raw))
+
+
+def _checked_logits(logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(V,) float64 logits, and whether every one is finite; ValueError for what has no
+    distribution."""
     if not isinstance(logits, torch.Tensor):
         logits = torch.as_tensor(logits)
     if logits.dim() != 1 or logits.numel() == 0:
         raise ValueError(f"logits must be a non-empty 1-D tensor (vocab,), but have shape "
                          f"{tuple(logits.shape)}")
     logits = logits.detach().to("cpu", torch.float64)
+    if bool(torch.isfinite(logits).all()):  # a model's logits: one check
+        return logits, True
     top = logits.max()  # NaN anywhere makes the maximum NaN; all -inf makes it -inf
     if torch.isnan(top):
         raise ValueError("logits contain NaN; the model's output is broken")
@@ -351,10 +362,13 @@ def _as_logits(logits: torch.Tensor) -> torch.Tensor:
     if top == float("inf"):
         raise ValueError("logits contain +inf, which leaves no distribution (every softmax is NaN); "
                          "the model's output is broken")
-    return logits
+    return logits, False
 
 
 # ---- picking ----
+
+SMALL_PICK = 256  # survivors that _pick_position orders in Python
+
 
 def sampling_order(probs: torch.Tensor) -> torch.Tensor:
     """Token ids in the order the cumulative curve runs: probability descending, ties by id."""
@@ -370,10 +384,20 @@ def _pick_position(probs: torch.Tensor, u: float) -> int:
     """pick_token over any vector of probabilities in id order (the whole vocabulary's, or the
     survivors'): the position of the pick in it.
 
+    A few hundred survivors are ordered and summed in Python: float additions in order are
+    torch's cumsum on float64, bit for bit, without starting a dozen tensor operations.
     u usually lands among the first few hundred tokens, so only a growing head of the order
     is sorted (every token tied with its last one included, so that the head is exactly the
     start of the full order, and its running sum exactly the full sum's): the same token as a
     sort of the whole vocabulary, without sorting 49,152 probabilities for every draw."""
+    if probs.numel() <= SMALL_PICK:
+        order = sorted((-p, i) for i, p in enumerate(probs.tolist()) if p > 0)
+        total = 0.0
+        for q, i in order:
+            total += -q
+            if total >= u:
+                return i
+        return order[-1][1]  # rounding can leave the total a hair below u
     n_kept = int((probs > 0).sum())
     k = min(n_kept, 256)
     while True:
