@@ -84,12 +84,12 @@ class Kept:
         if bool(keep.all()):
             return self
         at = keep.nonzero().flatten()
-        return Kept(self.values[at], self.id_list()[at], self.size, self.finite)
+        return Kept(self.values[at], at if self.ids is None else self.ids[at], self.size, self.finite)
 
     def keep_positions(self, at: torch.Tensor) -> "Kept":
         """The survivors at positions `at` (any order) of this view."""
         at = at.sort().values
-        return Kept(self.values[at], self.id_list()[at], self.size, self.finite)
+        return Kept(self.values[at], at if self.ids is None else self.ids[at], self.size, self.finite)
 
     def with_values(self, values: torch.Tensor) -> "Kept":
         """The same survivors with new logits (n,). One that became -inf (a penalty, a tiny
