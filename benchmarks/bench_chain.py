@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from model.kept import Kept
 from model.loading import load_model
 from model.sampling import SamplingSettings, chain_of, run_pipeline
 from model.session import DecodingSession
@@ -87,9 +88,10 @@ def pipeline_ms(s: DecodingSession, settings, n: int) -> float:
 
 
 def stage_ms(s: DecodingSession, settings, n: int) -> list[tuple[str, float]]:
-    """The full chain's stages one by one, each on what the stages before it left."""
+    """The full chain's stages one by one, each on what the stages before it left (its
+    survivors, model/kept.py)."""
     run = Run(list(s.ids), s.seed, s.tokenizer, None)
-    x = s.logits.detach().to(torch.float64)
+    x = Kept.of(s.logits.detach().to(torch.float64))
     out = []
     for stage in chain_of(settings):
         times = []

@@ -65,15 +65,19 @@ class CausalSelfAttention(nn.Module):
 
     def _heads(self, x: torch.Tensor):
         """(B, T, C) -> q (B, nh, T, hs), k and v (B, nkv, T, hs), from one matmul."""
-        B, T, _ = x.size()
-        q, k, v = self.c_attn(x).split(
+        return self.split_heads(self.c_attn(x))
+
+    def split_heads(self, qkv: torch.Tensor):
+        """c_attn's output (B, T, (nh + 2 nkv) hs) -> q (B, nh, T, hs), k and v (B, nkv, T, hs)."""
+        B, T, _ = qkv.size()
+        q, k, v = qkv.split(
             [self.n_head * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], dim=2)
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = k.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         v = v.view(B, T, self.n_kv, self.head_dim).transpose(1, 2)
         return q, k, v
 
-    def _one_query(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def one_query(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention of one new position over every key: q (B, nh, 1, hs), k and v
         (B, nkv, L, hs) -> (B, nh, 1, hs). With grouped-query attention the g = nh / nkv
         queries that share a key/value head are stacked as that head's rows (B, nkv, g, hs):
@@ -95,7 +99,7 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.append(self.layer, k, v)  # (B, nkv, start + T, hs)
 
         if start > 0 and T == 1 and not self.training:  # one new query sees every cached position
-            return self.c_proj(self._one_query(q, k, v).transpose(1, 2).reshape(B, T, C))
+            return self.c_proj(self.one_query(q, k, v).transpose(1, 2).reshape(B, T, C))
         if start == 0:
             mask, causal = None, True
         else:
@@ -122,7 +126,7 @@ class CausalSelfAttention(nn.Module):
         for b, cache in enumerate(caches):
             keys, values = cache.append(self.layer, k[b:b + 1], v[b:b + 1])  # (1, nkv, pos + 1, hs)
             # One query may look at every cached position of its own row: no mask.
-            rows.append(self._one_query(q[b:b + 1], keys, values))  # (1, nh, 1, hs)
+            rows.append(self.one_query(q[b:b + 1], keys, values))  # (1, nh, 1, hs)
         y = torch.cat(rows).transpose(1, 2).reshape(B, 1, C)
         return self.c_proj(y)
 

@@ -1,11 +1,12 @@
-"""llama.cpp's samplers, on our (V,) float64 logits with -inf where a token was removed.
+"""llama.cpp's samplers, on the survivors of the stages before them (model/kept.py's Kept);
+apply_* are the same on a (V,) float64 vector with -inf where a token was removed.
 
 Each function repeats the operation of its counterpart in llama.cpp's src/llama-sampler.cpp
 (the C names are given), so that tests/test_llamacpp_samplers.py can check them against
 llama.cpp's own code. Where our representation differs, the function says so:
 
-- llama.cpp shrinks an array of candidates; we keep every id and set removed ones to -inf. A
-  count of "candidates" here is the count of finite logits.
+- llama.cpp shrinks an array of candidates, as Kept does; its "candidates" are our survivors
+  (a whole vector's finite logits).
 - llama.cpp computes in float32, we in float64: a token whose value sits within float32's
   rounding of a threshold can land on the other side. The tests count those cases apart.
 - Ties: where llama.cpp's order among equal probabilities depends on its sort, ours is
@@ -21,6 +22,8 @@ import math
 import numpy as np
 import torch
 
+from .kept import Kept
+
 NEG_INF = float("-inf")
 # DRY (llama_sampler_init_dry): a breaker longer than this many bytes is refused here (llama.cpp
 # cuts it silently), and its tail after the first token is matched on at most MAX_TAIL tokens.
@@ -29,68 +32,66 @@ DRY_MAX_TAIL_TOKENS = 20
 MIROSTAT_M = 100  # common/sampling.cpp builds mirostat 1 with m = 100
 
 
-def _probs_desc(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, probs) of the finite logits, probability descending, ties by lower id."""
-    ids = torch.isfinite(logits).nonzero().flatten()
-    probs = logits[ids].softmax(dim=-1)
+def _probs_desc(kept: Kept) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions, probs) of the survivors, probability descending, ties by lower id."""
+    probs = kept.values.softmax(dim=-1)
     order = torch.sort(probs, descending=True, stable=True).indices
-    return ids[order], probs[order]
+    return order, probs[order]
 
 
-def _keep_only(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-    out = torch.full_like(logits, NEG_INF)
-    out[ids] = logits[ids]
-    return out
-
-
-def apply_logit_bias(logits: torch.Tensor, biases: list[tuple[int, float]]) -> torch.Tensor:
+def logit_bias(kept: Kept, biases: list[tuple[int, float]]) -> Kept:
     """llama_sampler_logit_bias: add each bias to its token's logit (-inf bans the token).
-    Two entries for one token add up, as they do in llama.cpp."""
-    out = logits.clone()
-    for token, bias in biases:
-        out[token] = out[token] + bias
-    return out
+    Two entries for one token add up, as they do in llama.cpp. A removed token stays removed."""
+    if not biases:
+        return kept
+    at, alive = kept.positions(torch.tensor([t for t, _ in biases], dtype=torch.long))
+    values = kept.values.clone()
+    for (_, bias), i, ok in zip(biases, at.tolist(), alive.tolist()):
+        if ok:
+            values[i] = values[i] + bias
+    return kept.with_values(values)
 
 
-def apply_top_n_sigma(logits: torch.Tensor, n: float) -> torch.Tensor:
+def top_n_sigma(kept: Kept, n: float) -> Kept:
     """llama_sampler_top_n_sigma: keep logits >= max - n·σ, where σ is the standard deviation
-    (population, over the finite logits). n <= 0 is off (llama.cpp's default is -1)."""
-    finite = logits[torch.isfinite(logits)]
+    (population, over the candidates' logits). n <= 0 is off (llama.cpp's default is -1)."""
+    finite = kept.values
     if n <= 0 or finite.numel() <= 1:
-        return logits
+        return kept
     sigma = float(((finite - finite.mean()) ** 2).mean().sqrt())
-    return logits.masked_fill(logits < float(finite.max()) - n * sigma, NEG_INF)
+    return kept.where(~(finite < float(finite.max()) - n * sigma))
 
 
-def apply_xtc(logits: torch.Tensor, probability: float, threshold: float, u: float) -> torch.Tensor:
+def xtc(kept: Kept, probability: float, threshold: float, u: float) -> Kept:
     """llama_sampler_xtc ("exclude top choices"): when the stage's own draw u is at most
     `probability`, remove every token whose probability is >= threshold except the least likely
     of them. Needs at least two such tokens; off when probability <= 0 or threshold > 0.5."""
     if probability <= 0 or threshold > 0.5 or u > probability:
-        return logits
-    ids, probs = _probs_desc(logits)
+        return kept
+    order, probs = _probs_desc(kept)
     above = int((probs >= threshold).sum())  # a prefix: probs are descending
     if above < 2:
-        return logits
-    return logits.index_fill(0, ids[:above - 1], NEG_INF)
+        return kept
+    return kept.keep_positions(order[above - 1:])
 
 
-def apply_dynamic_temperature(logits: torch.Tensor, temperature: float, spread: float,
-                              exponent: float, apply_temperature) -> torch.Tensor:
+def dynamic_temperature_stage(kept: Kept, temperature: float, spread: float, exponent: float,
+                              plain) -> Kept:
     """llama_sampler_temp_ext: the temperature moves within [T - spread, T + spread] (not below
     0) with the normalised entropy H / ln(candidates) raised to `exponent`: a confident
-    distribution gets the low end, a flat one the high end. spread 0 is plain temperature."""
+    distribution gets the low end, a flat one the high end. spread 0 is plain temperature,
+    `plain(kept, T)`."""
     if spread <= 0:
-        return apply_temperature(logits, temperature)
-    finite = logits[torch.isfinite(logits)]
+        return plain(kept, temperature)
+    finite = kept.values
     if finite.numel() <= 1:
-        return logits
+        return kept
     low, high = max(0.0, temperature - spread), temperature + spread
     probs = finite.softmax(dim=-1)
     p = probs[probs > 0]
     entropy = float(-(p * p.log()).sum())
     normalised = entropy / math.log(finite.numel())
-    return apply_temperature(logits, dynamic_temperature(low, high, normalised, exponent))
+    return plain(kept, dynamic_temperature(low, high, normalised, exponent))
 
 
 def dynamic_temperature(low: float, high: float, normalised_entropy: float, exponent: float) -> float:
@@ -125,17 +126,17 @@ def mirostat_k(probs_desc: torch.Tensor, mu: float, n_vocab: int) -> int:
     return max(1, min(size, int(k)))
 
 
-def apply_mirostat(logits: torch.Tensor, version: int, mu: float, n_vocab: int) -> torch.Tensor:
+def mirostat(kept: Kept, version: int, mu: float, n_vocab: int | None = None) -> Kept:
     """The cut mirostat makes for a given μ (llama_sampler_mirostat / _v2 before their draw).
-    1: keep the top mirostat_k tokens. 2: keep the top tokens whose surprise -log2 p is at
-    most μ (at least one)."""
-    ids, probs = _probs_desc(logits)
+    1: keep the top mirostat_k tokens (N = n_vocab, the vocabulary's size by default, in its
+    formula). 2: keep the top tokens whose surprise -log2 p is at most μ (at least one)."""
+    order, probs = _probs_desc(kept)
     if version == 1:
-        keep = mirostat_k(probs, mu, n_vocab)
+        keep = mirostat_k(probs, mu, kept.size if n_vocab is None else n_vocab)
     else:
         surprise = -torch.log2(probs)
         keep = max(1, int((surprise <= mu).to(torch.int64).cumprod(0).sum()))  # the prefix within μ
-    return _keep_only(logits, ids[:keep])
+    return kept.keep_positions(order[:keep])
 
 
 def mirostat_mu_after(mu: float, tau: float, eta: float, prob_of_pick: float) -> float:
@@ -243,13 +244,41 @@ def dry_penalties(window: list[int], multiplier: float, base: float, allowed_len
     return out
 
 
-def apply_dry(logits: torch.Tensor, context: list[int], s, heads) -> torch.Tensor:
+def dry(kept: Kept, context: list[int], s, heads) -> Kept:
     n = len(context) if s.dry_penalty_last_n < 0 else s.dry_penalty_last_n
     window = context[max(0, len(context) - n):] if n else []
     penalties = dry_penalties(window, s.dry_multiplier, s.dry_base, s.dry_allowed_length, heads)
     if not penalties:
-        return logits
-    out = logits.clone()
-    ids = torch.tensor(list(penalties), dtype=torch.long)
-    out[ids] -= torch.tensor(list(penalties.values()), dtype=logits.dtype)
-    return out
+        return kept
+    at, alive = kept.positions(torch.tensor(list(penalties), dtype=torch.long))
+    values = kept.values.clone()
+    values[at[alive]] -= torch.tensor(list(penalties.values()), dtype=values.dtype)[alive]
+    return kept.with_values(values)
+
+
+# ---- the same on a whole (V,) vector, -inf where removed ----
+
+def apply_logit_bias(logits: torch.Tensor, biases: list[tuple[int, float]]) -> torch.Tensor:
+    return logit_bias(Kept.of(logits), biases).full().clone()
+
+
+def apply_top_n_sigma(logits: torch.Tensor, n: float) -> torch.Tensor:
+    return top_n_sigma(Kept.of(logits), n).full()
+
+
+def apply_xtc(logits: torch.Tensor, probability: float, threshold: float, u: float) -> torch.Tensor:
+    return xtc(Kept.of(logits), probability, threshold, u).full()
+
+
+def apply_dynamic_temperature(logits: torch.Tensor, temperature: float, spread: float,
+                              exponent: float, apply_temperature) -> torch.Tensor:
+    plain = lambda kept, t: Kept.of(apply_temperature(kept.full(), t))  # noqa: E731
+    return dynamic_temperature_stage(Kept.of(logits), temperature, spread, exponent, plain).full()
+
+
+def apply_mirostat(logits: torch.Tensor, version: int, mu: float, n_vocab: int) -> torch.Tensor:
+    return mirostat(Kept.of(logits), version, mu, n_vocab).full()
+
+
+def apply_dry(logits: torch.Tensor, context: list[int], s, heads) -> torch.Tensor:
+    return dry(Kept.of(logits), context, s, heads).full().clone()

@@ -37,14 +37,15 @@ that recomputes the pipeline in the page reproduces these numbers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from . import chain, warpers  # noqa: F401
 from . import llama_samplers as ls
+from .kept import Kept
 from .stage_table import (  # noqa: F401
     CONTROL_ORDER,
     INT_MAX,
@@ -145,7 +146,13 @@ class _SettingsMethods:
         return cls(**values)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        # Made once per settings (every step's record holds a copy); the values are numbers,
+        # bools and tuples, so a shallow copy is a full one.
+        made = self.__dict__.get("_as_dict")
+        if made is None:
+            made = dataclasses.asdict(self)
+            object.__setattr__(self, "_as_dict", made)
+        return dict(made)
 
     @property
     def greedy(self) -> bool:
@@ -190,27 +197,43 @@ def schema() -> dict:
 
 # ---- the pipeline, with every stage kept for the chart ----
 
-@dataclass
 class StageResult:
-    name: str
-    active: bool  # False when the stage is off: logits pass through unchanged
-    logits: torch.Tensor  # (V,) float64, -inf where removed
+    """One stage's outcome. `kept_view` holds its survivors (model/kept.py); the (V,) views
+    below are made from it when first read."""
+
+    def __init__(self, name: str, active: bool, logits):
+        self.name = name
+        self.active = active  # False when the stage is off: logits pass through unchanged
+        self.kept_view = logits if isinstance(logits, Kept) else _raw_view(logits)[1]
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """(V,) float64, -inf where removed."""
+        return self.kept_view.full()
 
     @property
     def probs(self) -> torch.Tensor:
-        return self.logits.softmax(dim=-1)
+        return self.kept_view.probs()
 
     @property
     def kept(self) -> torch.Tensor:
         return torch.isfinite(self.logits)
 
 
-@dataclass
 class Pipeline:
-    raw: torch.Tensor  # (V,) float64: the model's logits, untouched
-    stages: list[StageResult]  # in the order they ran
-    probs: torch.Tensor  # (V,) float64: the final distribution, zeros outside the kept set
-    mu: float | None = None  # mirostat's μ that made this step's cut (None: mirostat off)
+    def __init__(self, raw: torch.Tensor, stages: list[StageResult], final: Kept | None = None,
+                 mu: float | None = None, raw_view: Kept | None = None):
+        self.raw = raw  # (V,) float64: the model's logits, untouched
+        self.raw_view = raw_view if raw_view is not None else Kept.of(raw)
+        self.stages = stages  # in the order they ran
+        # What the last stage left (the raw logits when no stage ran).
+        self.final = final if final is not None else (stages[-1].kept_view if stages else self.raw_view)
+        self.mu = mu  # mirostat's μ that made this step's cut (None: mirostat off)
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """(V,) float64: the final distribution, zeros outside the kept set."""
+        return self.final.probs()
 
     def stage(self, name: str) -> StageResult:
         return next(s for s in self.stages if s.name == name)
@@ -251,27 +274,33 @@ def run_pipeline(logits: torch.Tensor, settings=None, context: list[int] | None 
     """logits: (V,) for the last position. context: the token ids so far (for penalties and
     DRY; its length is the position). seed: the run's, for the stages that draw (XTC).
     vocab: the tokenizer, for DRY's sequence breakers and logit biases given as text.
-    mu: mirostat's state (None = its start, 2τ)."""
+    mu: mirostat's state (None = its start, 2τ).
+
+    Each stage gets the survivors of the stages before it (model/kept.py), so a stage after a
+    top-k of 40 sorts 40 logits, not the vocabulary; the numbers are the same bits as on the
+    whole vector."""
     s = settings or SamplingSettings()
     context = list(context or [])
     if s.mirostat and mu is None:
         mu = 2.0 * s.mirostat_tau
     run = Run(context, check_seed(seed), vocab, mu if s.mirostat else None)
-    x = raw = _as_logits(logits)
+    raw, raw_view = _raw_view(logits)
+    x = raw_view
     stages = []
     for stage in chain_of(s):
         active = stage.active(s, context)
         if active:
             x = stage.apply(x, s, run)
-            _check_stage(stage.name, x, s)
+            if not (x.finite and x.n):
+                _check_stage(stage.name, x.top(), s)
         stages.append(StageResult(stage.name, active, x))
-    return Pipeline(raw=raw, stages=stages, probs=x.softmax(dim=-1), mu=run.mu)
+    return Pipeline(raw, stages, x, run.mu, raw_view)
 
 
-def _check_stage(name: str, logits: torch.Tensor, s) -> None:
-    """A stage that leaves no finite logit, or an infinite one, has no distribution to offer."""
-    top = logits.max()  # one pass: +inf, NaN and "nothing finite" all show in the maximum
-    if torch.isfinite(top):
+def _check_stage(name: str, top: float, s) -> None:
+    """A stage that leaves no finite logit, or an infinite one, has no distribution to offer.
+    top: the largest logit it left (+inf, NaN and "nothing left" all show in it)."""
+    if math.isfinite(top):
         return
     if name == "temperature" and s.dynatemp_range > 0:
         raise ValueError(f"the dynamic temperature (temperature {s.temperature!r} ± {s.dynatemp_range!r}) "
@@ -308,22 +337,38 @@ def next_token_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int 
     return run_pipeline(logits, settings).probs
 
 
-def _as_logits(logits: torch.Tensor) -> torch.Tensor:
+def _raw_view(logits: torch.Tensor) -> tuple[torch.Tensor, Kept]:
+    """The checked (V,) float64 logits, and their view for the first stage."""
+    raw, finite = _checked_logits(logits)
+    return raw, (Kept(raw, None, raw.numel()) if finite else Kept.of(raw))
+
+
+def _checked_logits(logits: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """(V,) float64 logits, and whether every one is finite; ValueError for what has no
+    distribution."""
     if not isinstance(logits, torch.Tensor):
         logits = torch.as_tensor(logits)
     if logits.dim() != 1 or logits.numel() == 0:
         raise ValueError(f"logits must be a non-empty 1-D tensor (vocab,), but have shape "
                          f"{tuple(logits.shape)}")
     logits = logits.detach().to("cpu", torch.float64)
+    if bool(torch.isfinite(logits).all()):  # a model's logits: one check
+        return logits, True
     top = logits.max()  # NaN anywhere makes the maximum NaN; all -inf makes it -inf
     if torch.isnan(top):
         raise ValueError("logits contain NaN; the model's output is broken")
     if top == NEG_INF:
         raise ValueError("logits are all -inf: no token can be chosen")
-    return logits
+    if top == float("inf"):
+        raise ValueError("logits contain +inf, which leaves no distribution (every softmax is NaN); "
+                         "the model's output is broken")
+    return logits, False
 
 
 # ---- picking ----
+
+SMALL_PICK = 256  # survivors that _pick_position orders in Python
+
 
 def sampling_order(probs: torch.Tensor) -> torch.Tensor:
     """Token ids in the order the cumulative curve runs: probability descending, ties by id."""
@@ -331,12 +376,28 @@ def sampling_order(probs: torch.Tensor) -> torch.Tensor:
 
 
 def pick_token(probs: torch.Tensor, u: float) -> int:
-    """The first token (in sampling_order) whose cumulative probability reaches u in [0, 1).
+    """The first token (in sampling_order) whose cumulative probability reaches u in [0, 1)."""
+    return _pick_position(probs, u)
 
+
+def _pick_position(probs: torch.Tensor, u: float) -> int:
+    """pick_token over any vector of probabilities in id order (the whole vocabulary's, or the
+    survivors'): the position of the pick in it.
+
+    A few hundred survivors are ordered and summed in Python: float additions in order are
+    torch's cumsum on float64, bit for bit, without starting a dozen tensor operations.
     u usually lands among the first few hundred tokens, so only a growing head of the order
     is sorted (every token tied with its last one included, so that the head is exactly the
     start of the full order, and its running sum exactly the full sum's): the same token as a
     sort of the whole vocabulary, without sorting 49,152 probabilities for every draw."""
+    if probs.numel() <= SMALL_PICK:
+        order = sorted((-p, i) for i, p in enumerate(probs.tolist()) if p > 0)
+        total = 0.0
+        for q, i in order:
+            total += -q
+            if total >= u:
+                return i
+        return order[-1][1]  # rounding can leave the total a hair below u
     n_kept = int((probs > 0).sum())
     k = min(n_kept, 256)
     while True:
@@ -350,6 +411,7 @@ def pick_token(probs: torch.Tensor, u: float) -> int:
         k = min(n_kept, 8 * k)
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # the step, the chart's u and a replay ask for the same ones
 def draw_u(seed: int, position: int) -> float:
     """The uniform number for one position of one seeded run. A function of (seed, position)
     alone, so undoing and stepping again with the same settings gives the same token."""
@@ -359,10 +421,12 @@ def draw_u(seed: int, position: int) -> float:
 def choose(pipe: Pipeline, settings, seed: int, position: int) -> tuple[int, float | None, str]:
     """The token this pipeline gives at `position` of run `seed`: (token, u, how). Every
     decoding path (the session, model.generate, the CLI, the page, the API) chooses here."""
+    final = pipe.final
+    ids = final.id_list()  # the survivors in id order: the same picks as over the whole vector
     if settings.greedy:
-        return int(torch.argmax(pipe.probs)), None, "greedy"
+        return int(ids[torch.argmax(final.kept_probs())]), None, "greedy"
     u = draw_u(seed, position)
-    return pick_token(pipe.probs, u), u, "sampled"
+    return int(ids[_pick_position(final.kept_probs(), u)]), u, "sampled"
 
 
 def entropy_bits(probs: torch.Tensor) -> float:

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .decode_rows import decode_rows, exact_group
+from .kept import top_candidates
 from .kv_cache import context_window
 from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_stage_u, draw_u, run_pipeline
 from .tokenizer import validate_ids
@@ -40,6 +42,9 @@ TOP_CANDIDATES = 10  # per stage, kept in each step's record
 # Undoing past them recomputes once, with a prefill.
 KEEP_LOGITS_BYTES = 16 * 2**20
 KEEP_LOGITS_STEPS = 256
+# replay_many runs the model over at most this many tokens at once: their logits (SmolLM2:
+# 192 KiB a token) are held until their steps are recorded.
+REPLAY_CHUNK = 128
 _INT_BYTES = sys.getsizeof(2**40)  # a Python int holding a token id, counted generously
 
 
@@ -53,7 +58,9 @@ class StepRecord:
     prob: float  # the chosen token's final probability
     raw_prob: float  # ... and its probability under the raw model (T = 1, no filters)
     settings: dict
-    candidates: dict[str, list[tuple[int, float]]]  # stage -> top (token, prob) after that stage
+    # stage -> its TOP_CANDIDATES most likely tokens [(token, prob)] after it: probability
+    # descending, ties by lower id, none of probability 0 (model.kept.top_candidates)
+    candidates: dict[str, list[tuple[int, float]]]
     mu: float | None = None  # mirostat's μ for this step's cut (None: mirostat off)
     draws: dict = field(default_factory=dict)  # the random stages' own u (XTC's), by stage
     logits: torch.Tensor | None = field(default=None, repr=False)  # (V,) the step's raw logits
@@ -89,6 +96,23 @@ def _plain_bytes(obj) -> int:
     return size
 
 
+# One (token, probability) pair of a record's candidates: the tuple, its int and its float.
+_PAIR_BYTES = sys.getsizeof((0, 0.0)) + sys.getsizeof(2**20) + sys.getsizeof(0.5)
+
+
+def _record_bytes(record: StepRecord, settings_bytes: int) -> int:
+    """_plain_bytes of a record's fields, without walking every pair: the settings are
+    measured once per settings (settings_bytes), and the candidates' pairs all count alike."""
+    fields = record.to_dict()
+    candidates = fields.pop("candidates")
+    fields.pop("settings")
+    size = sys.getsizeof(record) + _plain_bytes(fields) + settings_bytes
+    size += sys.getsizeof("candidates") + sys.getsizeof("settings") + sys.getsizeof(candidates)
+    size += sum(sys.getsizeof(name) + sys.getsizeof(pairs) + len(pairs) * _PAIR_BYTES
+                for name, pairs in candidates.items())
+    return size
+
+
 def _storage_bytes(tensors, seen: set[int]) -> int:
     """Bytes of the storages behind `tensors`, each storage counted once across calls."""
     total = 0
@@ -118,6 +142,7 @@ class DecodingSession:
         self.eot = gpt.config.eot_token if gpt.config.eot_token is not None else tokenizer.eot_token
         self._lock = threading.RLock()
         self.seed = check_seed(seed)
+        self._measured_settings = (None, 0)  # the last settings a record held, and their bytes
         self.notice = ""
         self.reset("")
 
@@ -215,6 +240,7 @@ class DecodingSession:
             self._step_windows: list[int] = []
             self._mu: float | None = None  # mirostat's state for the next step (None: 2τ)
             self._record_bytes: list[int] = []  # each record's Python objects (memory_bytes)
+            self._kept_logits_steps = self._kept_logits_bytes = 0  # the newest steps keeping theirs
             self._prefill()
             self.notice = notice.strip()
             return self.notice
@@ -254,40 +280,81 @@ class DecodingSession:
                 u, how = None, "picked"
             return self._commit(pipe, token, how, u, settings)
 
-    def _commit(self, pipe: Pipeline, token: int, how: str, u, settings) -> StepRecord:
+    def replay_many(self, tokens: list[int], settings: SamplingSettings | None = None) -> list[StepRecord]:
+        """replay() for each of `tokens`, with the same records, cache and logits bit for bit,
+        but the model run over them together (model/decode_rows.py) rather than once per
+        token: a link's 1,000 tokens come back in a fraction of the time. If the settings
+        refuse a step (ValueError), the tokens before it stay committed."""
+        settings = settings or SamplingSettings()
+        tokens = validate_ids(list(tokens), self.vocab_size, "token")
+        with self._lock:
+            records: list[StepRecord] = []
+            group = exact_group(self.gpt)
+            i = 0
+            while i < len(tokens):
+                room = min(self.block_size - self._cache.pos, REPLAY_CHUNK)
+                if room <= 0 or group == 0:  # the context is full (a slide: a prefill), or no shortcut
+                    records.append(self.replay(tokens[i], settings))
+                    i += 1
+                    continue
+                part = tokens[i:i + room]
+                after = decode_rows(self.gpt, part, self._cache, group)  # (len(part), V); the cache holds them
+                try:
+                    for j, token in enumerate(part):
+                        pipe = self.distribution(settings)
+                        chosen, u, how = choose(pipe, settings, self.seed, len(self._ids))
+                        if chosen != token:
+                            u, how = None, "picked"
+                        records.append(self._commit(pipe, token, how, u, settings, after[j].clone()))
+                finally:
+                    self._cache.truncate(len(self._ids) - self._window)  # only what was committed
+                i += len(part)
+            return records
+
+    def _commit(self, pipe: Pipeline, token: int, how: str, u, settings,
+                logits_after: torch.Tensor | None = None) -> StepRecord:
+        """Record the step and append `token`. logits_after: the model's logits after it when
+        the cache already holds it (replay_many); None runs the model."""
         candidates = {}
-        for name, probs in [("raw", pipe.raw.softmax(-1))] + [(s.name, s.probs) for s in pipe.stages]:
-            top = torch.topk(probs, min(TOP_CANDIDATES, probs.numel()))
+        previous, listed = None, []
+        for name, view in [("raw", pipe.raw_view)] + [(s.name, s.kept_view) for s in pipe.stages]:
+            if view is not previous:  # a stage that changed nothing lists what the one before it did
+                previous, listed = view, top_candidates(view, TOP_CANDIDATES)
             n = 2
             while name in candidates:  # a stage that runs twice: "top_k", then "top_k#2"
                 name, n = f"{name.split('#')[0]}#{n}", n + 1
-            candidates[name] = [(int(i), float(p)) for p, i in zip(top.values, top.indices)]
+            candidates[name] = list(listed)
         record = StepRecord(
             position=len(self._ids), token=token, piece=self.piece(token), how=how, u=u,
-            prob=float(pipe.probs[token]), raw_prob=float(pipe.raw.softmax(-1)[token]),
+            prob=float(pipe.probs[token]), raw_prob=float(pipe.raw_view.probs()[token]),
             settings=settings.to_dict(), candidates=candidates, mu=pipe.mu,
             draws={"xtc": draw_stage_u(self.seed, len(self._ids), "xtc")}, logits=self.logits)
         self.history.append(record)
         self._step_windows.append(self._window)
-        self._record_bytes.append(sys.getsizeof(record) + _plain_bytes(record.to_dict()))
-        self._drop_old_logits()
+        if self._measured_settings[0] != settings:
+            self._measured_settings = (settings, _plain_bytes(record.settings))
+        self._record_bytes.append(_record_bytes(record, self._measured_settings[1]))
+        self._drop_old_logits(record)
         self._mu = pipe.mu_after(token, settings)
-        self._append(token)
+        if logits_after is None:
+            self._append(token)
+        else:
+            self._ids.append(token)
+            self.logits = logits_after
         return record
 
-    def _drop_old_logits(self) -> None:
+    def _drop_old_logits(self, newest: StepRecord) -> None:
         """Keep the logits of the newest steps that fit the allowance; drop the older ones.
         The steps that keep theirs are always the newest few (undo removes from the end), so
-        the walk stops at the first step without."""
-        kept_bytes = kept_steps = 0
-        for record in reversed(self.history):
-            if record.logits is None:
-                break
-            size = record.logits.untyped_storage().nbytes()
-            if kept_steps < KEEP_LOGITS_STEPS and kept_bytes + size <= self.keep_logits_bytes:
-                kept_bytes, kept_steps = kept_bytes + size, kept_steps + 1
-            else:
-                record.logits = None
+        two counts say which: no walk over the history at every step."""
+        self._kept_logits_steps += 1
+        self._kept_logits_bytes += newest.logits.untyped_storage().nbytes()
+        while self._kept_logits_steps and (self._kept_logits_steps > KEEP_LOGITS_STEPS
+                                           or self._kept_logits_bytes > self.keep_logits_bytes):
+            oldest = self.history[len(self.history) - self._kept_logits_steps]
+            self._kept_logits_bytes -= oldest.logits.untyped_storage().nbytes()
+            self._kept_logits_steps -= 1
+            oldest.logits = None
 
     def undo(self) -> StepRecord | None:
         """Remove the last step; None if there is nothing to undo (the prompt stays)."""
@@ -301,6 +368,10 @@ class DecodingSession:
     def _back_to(self, steps: int) -> None:
         """Drop history[steps:] and restore the state from just before that step."""
         record, window = self.history[steps], self._step_windows[steps]
+        for gone in self.history[steps:]:
+            if gone.logits is not None:
+                self._kept_logits_steps -= 1
+                self._kept_logits_bytes -= gone.logits.untyped_storage().nbytes()
         del self.history[steps:], self._step_windows[steps:], self._record_bytes[steps:]
         del self._ids[record.position:]
         self._mu = record.mu  # mirostat's state from just before that step

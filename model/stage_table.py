@@ -6,6 +6,7 @@ function in model/warpers.py or model/llama_samplers.py and in ui/static/pipelin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 import weakref
@@ -14,20 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from . import chain
 from . import llama_samplers as ls
-from .warpers import (
-    apply_epsilon,
-    apply_eta,
-    apply_min_p,
-    apply_penalties,
-    apply_temperature,
-    apply_top_k,
-    apply_top_p,
-    apply_typical_p,
-)
+from . import warpers as hf
 
 # The seeds every entry point accepts (the session, the CLI, the API, the page's box): JSON,
 # JavaScript numbers and numpy's generators all hold them exactly.
@@ -69,7 +60,7 @@ class Stage:
     title: str
     colour: str  # the page's colour for what this stage removes
     settings: tuple[Setting, ...]
-    apply: Callable  # (logits (V,), settings, Run) -> logits (V,)
+    apply: Callable  # (Kept, settings, Run) -> Kept: the stage on the survivors (model/kept.py)
     needs_context: bool = False
     last_when: str | None = None  # a bool setting that moves this stage after all others
     listed: bool = False
@@ -101,16 +92,12 @@ class Run:
         return draw_stage_u(self.seed, len(self.context), stage)
 
 
-def _vocab_size(x: torch.Tensor) -> int:
-    return x.numel()
-
-
 STAGES: tuple[Stage, ...] = (
     Stage("logit_bias", "logit bias", "#be185d", (
         Setting("logit_bias", "Logit bias", "json", (),
                 help="Added to chosen tokens' logits before anything else (llama.cpp server's forms: "
                      "[[id or text, bias], ...] or {\"id\": bias}; false bans the token)."),
-    ), lambda x, s, run: ls.apply_logit_bias(x, _resolved_biases(s, run, x))),
+    ), lambda k, s, run: ls.logit_bias(k, _resolved_biases(s, run, k.size))),
     Stage("penalties", "penalties", "#9333ea", (
         _f("repetition_penalty", "Repetition penalty", 1.0, 0.0, None, (0.5, 2.0, 0.01),
            "Tokens already in the text: positive logits ÷ penalty, negative ones × penalty. "
@@ -127,7 +114,7 @@ STAGES: tuple[Stage, ...] = (
            "at. -1 = the whole text (Hugging Face's definition); n = the last n (llama.cpp's "
            "--repeat-last-n, 64 there); 0 = none.", low=-1, unit="tokens",
            off_note="-1 = the whole text"),
-    ), lambda x, s, run: apply_penalties(x, run.context, s), needs_context=True, listed=True),
+    ), lambda k, s, run: hf.penalties(k, run.context, s), needs_context=True, listed=True),
     Stage("dry", "DRY", "#0369a1", (
         _f("dry_multiplier", "DRY multiplier", 0.0, 0.0, None, (0.0, 5.0, 0.05),
            "DRY (don't repeat yourself): a token that would extend a repeat of the text's last "
@@ -146,7 +133,7 @@ STAGES: tuple[Stage, ...] = (
                      "penalises a token that is one. Matched against the tokenizer's pieces as "
                      f"llama.cpp does; at most {chain.MAX_BREAKERS}, each at most "
                      f"{chain.MAX_BREAKER_BYTES} bytes."),
-    ), lambda x, s, run: ls.apply_dry(x, run.context, s, _breaker_heads(s, run, x)), needs_context=True),
+    ), lambda k, s, run: ls.dry(k, run.context, s, _breaker_heads(s, run, k.size)), needs_context=True),
     Stage("temperature", "temperature", "#475569", (
         _f("temperature", "Temperature", 1.0, 0.0, None, (0.0, 2.0, 0.01),
            "Divides the logits by T. T → 0 is greedy (argmax, not random!); T = 1 is the model "
@@ -158,40 +145,40 @@ STAGES: tuple[Stage, ...] = (
         _f("dynatemp_exponent", "Dynamic temperature exponent", 1.0, 0.0, 100.0, (0.0, 4.0, 0.05),
            "Shapes how entropy maps onto the dynamic temperature's range (1 = linearly).",
            off_note="1 = linear"),
-    ), lambda x, s, run: _temperature(x, s), last_when="temperature_last", listed=True),
+    ), lambda k, s, run: _temperature(k, s), last_when="temperature_last", listed=True),
     Stage("top_n_sigma", "top-nσ", "#7c3aed", (
         _f("top_n_sigma", "Top-nσ", -1.0, None, None, (-1.0, 5.0, 0.05),
            "Keep the tokens whose logit is within n standard deviations of the top logit "
            "(σ over the candidates' logits). ≤ 0 = off (llama.cpp's default -1).",
            off_note="-1 = off"),
-    ), lambda x, s, run: ls.apply_top_n_sigma(x, s.top_n_sigma)),
+    ), lambda k, s, run: ls.top_n_sigma(k, s.top_n_sigma)),
     Stage("top_k", "top-k", "#ea580c", (
         _i("top_k", "Top-k", 0, (0, 200, 1),
            "Keep only the k most likely tokens (ties at the k-th stay). 0 = off.", unit="tokens"),
-    ), lambda x, s, run: apply_top_k(x, s.top_k), listed=True),
+    ), lambda k, s, run: hf.top_k(k, s.top_k), listed=True),
     Stage("top_p", "top-p", "#dc2626", (
         _f("top_p", "Top-p (nucleus)", 1.0, 0.0, 1.0, (0.0, 1.0, 0.01),
            "Keep the smallest set of top tokens whose probability adds up to p. 1 = off."),
-    ), lambda x, s, run: apply_top_p(x, s.top_p), listed=True),
+    ), lambda k, s, run: hf.top_p(k, s.top_p), listed=True),
     Stage("min_p", "min-p", "#0d9488", (
         _f("min_p", "Min-p", 0.0, 0.0, 1.0, (0.0, 1.0, 0.01),
            "Drop tokens less likely than min-p × the top token's probability. 0 = off."),
-    ), lambda x, s, run: apply_min_p(x, s.min_p), listed=True),
+    ), lambda k, s, run: hf.min_p(k, s.min_p), listed=True),
     Stage("typical_p", "typical-p", "#a16207", (
         _f("typical_p", "Typical-p", 1.0, 0.0, 1.0, (0.0, 1.0, 0.01),
            "Keep tokens whose surprise is closest to the average surprise (entropy), up to "
            "mass p. 1 = off."),
-    ), lambda x, s, run: apply_typical_p(x, s.typical_p), listed=True),
+    ), lambda k, s, run: hf.typical_p(k, s.typical_p), listed=True),
     Stage("epsilon", "ε-cutoff", "#4d7c0f", (
         _f("epsilon_cutoff", "ε-cutoff", 0.0, 0.0, 1.0, (0.0, 0.01, 0.0001),
            "Drop tokens whose probability is below ε (Hugging Face's epsilon_cutoff; the top "
            "token stays). 0 = off."),
-    ), lambda x, s, run: apply_epsilon(x, s.epsilon_cutoff)),
+    ), lambda k, s, run: hf.epsilon(k, s.epsilon_cutoff)),
     Stage("eta", "η-cutoff", "#15803d", (
         _f("eta_cutoff", "η-cutoff", 0.0, 0.0, 1.0, (0.0, 0.01, 0.0001),
            "Drop tokens below η = min(ε, √ε·e^(−entropy)) (Hugging Face's eta_cutoff; the top "
            "token stays). 0 = off."),
-    ), lambda x, s, run: apply_eta(x, s.eta_cutoff)),
+    ), lambda k, s, run: hf.eta(k, s.eta_cutoff)),
     Stage("xtc", "XTC", "#b45309", (
         _f("xtc_probability", "XTC probability", 0.0, 0.0, 1.0, (0.0, 1.0, 0.01),
            "XTC (exclude top choices): with this probability (its own draw, from the seed and the "
@@ -200,7 +187,7 @@ STAGES: tuple[Stage, ...] = (
         _f("xtc_threshold", "XTC threshold", 0.1, 0.0, 1.0, (0.0, 0.5, 0.01),
            "The probability a token needs for XTC to count it as a top choice; above 0.5 XTC is "
            "off (llama.cpp's default 0.1).", off_note="0.1 is llama.cpp's default"),
-    ), lambda x, s, run: ls.apply_xtc(x, s.xtc_probability, s.xtc_threshold, run.draw("xtc"))),
+    ), lambda k, s, run: ls.xtc(k, s.xtc_probability, s.xtc_threshold, run.draw("xtc"))),
     Stage("mirostat", "mirostat", "#1d4ed8", (
         _i("mirostat", "Mirostat", 0, (0, 2, 1),
            "Mirostat steers the text's surprise towards τ with a state μ carried from step to "
@@ -211,7 +198,7 @@ STAGES: tuple[Stage, ...] = (
         _f("mirostat_eta", "Mirostat η", 0.1, 0.0, None, (0.0, 1.0, 0.01),
            "Mirostat's learning rate: how far μ moves after each token.",
            off_note="0.1 is llama.cpp's default"),
-    ), lambda x, s, run: ls.apply_mirostat(x, s.mirostat, _mu(s, run), _vocab_size(x))),
+    ), lambda k, s, run: ls.mirostat(k, s.mirostat, _mu(s, run))),
 )
 STAGE_BY_NAME = {st.name: st for st in STAGES}
 assert set(chain.CHAIN_STAGES) <= set(STAGE_BY_NAME), "every chain stage needs a row in STAGES"
@@ -246,20 +233,20 @@ STAGE_NAMES = tuple(st.name for st in STAGES)
 
 # ---- what the stages need besides the logits ----
 
-def _temperature(x: torch.Tensor, s) -> torch.Tensor:
+def _temperature(k, s):
     if s.dynatemp_range > 0 and not s.mirostat:  # llama.cpp's mirostat chain uses plain temperature
-        return ls.apply_dynamic_temperature(x, s.temperature, s.dynatemp_range, s.dynatemp_exponent,
-                                            apply_temperature)
-    return apply_temperature(x, s.temperature)
+        return ls.dynamic_temperature_stage(k, s.temperature, s.dynatemp_range, s.dynatemp_exponent,
+                                            hf.temperature)
+    return hf.temperature(k, s.temperature)
 
 
 def _mu(s, run: Run) -> float:
     return run.mu if run.mu is not None else 2.0 * s.mirostat_tau
 
 
-def _resolved_biases(s, run: Run, x: torch.Tensor) -> list[tuple[int, float]]:
+def _resolved_biases(s, run: Run, n_vocab: int) -> list[tuple[int, float]]:
     encode = run.vocab.encode_ordinary if run.vocab is not None else None
-    return chain.resolve_logit_bias(s.logit_bias, x.numel(), encode)
+    return chain.resolve_logit_bias(s.logit_bias, n_vocab, encode)
 
 
 # Per tokenizer (kept while it lives): its pieces, and the DRY breaker sequences of the last
@@ -270,14 +257,14 @@ _BREAKER_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BREAKER_LOCK = threading.Lock()
 
 
-def _breaker_heads(s, run: Run, x: torch.Tensor) -> dict:
+def _breaker_heads(s, run: Run, n_vocab: int) -> dict:
     if not s.dry_sequence_breakers:
         return {}
     if run.vocab is None:
         raise ValueError("DRY's sequence breakers are text, matched against the tokenizer's pieces: "
                          "pass the tokenizer (model.generate(..., tokenizer=), run_pipeline(..., vocab=)), "
                          "or set dry_sequence_breakers to []")
-    return breaker_heads(run.vocab, s.dry_sequence_breakers, x.numel())
+    return breaker_heads(run.vocab, s.dry_sequence_breakers, n_vocab)
 
 
 def breaker_heads(tokenizer, breakers, n_vocab: int) -> dict[int, list[tuple[int, ...]]]:
@@ -315,6 +302,7 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # a step asks twice (the stage, the record); a replay once more
 def draw_stage_u(seed: int, position: int, stage: str) -> float:
     """A random stage's own uniform number (XTC's): a function of (seed, position, stage name),
     independent of the pick's u, so that a stage's coin and the pick never share a draw."""

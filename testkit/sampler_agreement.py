@@ -26,6 +26,7 @@ import torch
 
 from model import llama_samplers as ls
 from model.chain import parse_letters
+from model.kept import Kept
 from model.sampling import SamplingSettings, breaker_heads, run_pipeline
 
 from . import llamacpp as ref
@@ -215,7 +216,7 @@ def _mirostat(version: int, n_vocab: int, seed: int, tau: float, eta: float):
 
 
 def _k_defined_in_c(x, mu) -> bool:
-    _, probs = ls._probs_desc(torch.tensor(np.asarray(x, dtype=np.float64)))
+    _, probs = ls._probs_desc(Kept.of(torch.tensor(np.asarray(x, dtype=np.float64))))
     k = ls.mirostat_raw_k(probs, mu, len(x))
     return math.isfinite(k) and k < 2**31
 
