@@ -12,7 +12,7 @@ from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "chain.js", "chart.js", "text.js", "lens.js",
-           "score.js", "app.js")
+           "score.js", "reconnect.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:

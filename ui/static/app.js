@@ -272,6 +272,7 @@
       if (!json) return;
       let D;
       try { D = JSON.parse(json); } catch (e) { console.error("bad payload", e); return; }
+      if (rc.payload(D)) return; // the server had lost this tab's session: reconnect.js rebuilds it
       if (D.seq <= st.seq) {
         // Older than what is shown (it was overtaken on the way, e.g. by a Generate's stream):
         // its state is superseded, but what it delivers once still counts.
@@ -383,7 +384,8 @@
       clearTimeout(st.urlTimer);
       // Browsers throttle history.replaceState; one update after things rest is enough.
       st.urlTimer = setTimeout(() => {
-        if (!st.started) return;
+        // Not before the session's first view: the link would lose its text meanwhile.
+        if (!st.started || !st.live) return;
         try { history.replaceState(null, "", "?" + linkQuery().toString()); } catch (e) { /* sandboxed page */ }
       }, 300);
     }
@@ -442,6 +444,11 @@
       act("start", { model: q.get("model") || "", prompt: promptBox.value, seed: seed.get(),
         chat: chatBox.checked, ids: decoded, settings: settingsNow() });
     }
+
+    /* ---- a server that lost this tab's session gets it back from the page (reconnect.js) ---- */
+    const rc = global.DPReconnect.watch(st, { trigger, act, start: () => start(text.ids()),
+      shown: () => text.count(), stopGenerating: () => setGenerating(false), status });
+    trigger = rc.send; // every action goes through it
 
     watch("value", () => onPayload(props.value));
     onPayload(props.value);
