@@ -51,8 +51,11 @@
     const held = []; // [name, msg] made while the server did not answer
     let genFrom = 0, genSent = false; // tokens shown when the last Generate was sent; did it go?
 
+    // A page Gradio reloaded after its server changed: the old page left a note (pagehide).
     const note = readNote();
-    if (note && appId !== null && note.app !== null && note.app !== appId) recovering = { why: "restarted", stopped: note.stopped, startId: null, again: note.again };
+    if (note && appId !== null && note.app !== null && note.app !== appId) {
+      recovering = { why: "restarted", stopped: note.stopped, startId: null, again: note.again };
+    }
 
     function send(name, msg) {
       if (name === "generate") { genFrom = opts.shown(); genSent = false; }
@@ -85,6 +88,9 @@
        rebuild is on its way changes nothing; a new server (why "restarted") starts over. */
     function recover(why) {
       if (why === "lost" && recovering && unanswered.has(recovering.startId)) return;
+      // Which server answered is not known yet: the next look takes its id as the one that
+      // holds the rebuilt session, instead of seeing a change and rebuilding a second time.
+      if (why === "lost") appId = null;
       const heldGenerate = held.some(([name]) => name === "generate");
       const stopped = recovering ? recovering.stopped
         : st.generating && genSent && !heldGenerate ? Math.max(0, opts.shown() - genFrom) : -1;
