@@ -8,8 +8,11 @@ One Python process saturates one core, so a room gets one `app.py` per core (eac
 loopback port, one torch thread each) and nginx in front. Every browser stays on the worker
 that holds its session, by a cookie nginx sets on first contact (deploy/nginx.conf.template
 says how). Arguments after `--` go to every app.py. Ctrl+C or SIGTERM stops nginx and every
-worker; if one of them exits on its own, the cluster says so, shows the end of its log and
-stops the rest. Each worker loads its own copy of the model: memory grows with --workers.
+worker. A worker that exits on its own is reported (how it ended, the end of its log) and
+started again on its own port, so only its visitors notice, and their pages rebuild their
+sessions; one that keeps dying at once is backed off and finally left stopped, its visitors
+sent to the others (deploy/workers.py). Each worker loads its own copy of the model: memory
+grows with --workers.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from deploy.workers import GIVEN_UP, RestartPolicy, Worker, clock, log_tail
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
@@ -82,9 +87,13 @@ def find_nginx() -> str:
     return path
 
 
-def render_config(upstreams: list[str], listen: str, run_dir: Path) -> str:
-    """The nginx config: upstreams are "host:port" of the workers, in order (w0, w1, ...)."""
-    names = [f"w{i}" for i in range(len(upstreams))]
+def render_config(upstreams: list[str], listen: str, run_dir: Path, left_out=frozenset()) -> str:
+    """The nginx config: upstreams are "host:port" of the workers, in order (w0, w1, ...).
+    Workers whose index is in `left_out` get no visitors: a cookie naming one of them is
+    treated as no cookie, and the visitor is given one of the others."""
+    names = [(f"w{i}", u) for i, u in enumerate(upstreams) if i not in left_out]
+    if not names:
+        raise ValueError(f"no worker left to serve: all {len(upstreams)} are left out")
     share = f"{100 / len(names):.2f}%"
     fields = {
         "RUN_DIR": str(run_dir),
@@ -92,10 +101,9 @@ def render_config(upstreams: list[str], listen: str, run_dir: Path) -> str:
         # As root, nginx's workers would switch to `nobody`, who cannot enter a private run
         # directory: they run as the user who started the cluster, as the app workers do.
         "USER_LINE": f"user {getpass.getuser()};" if os.geteuid() == 0 else "",
-        "UPSTREAMS": "\n".join(f"    upstream {n} {{ server {u} max_fails=0; keepalive 16; }}"
-                               for n, u in zip(names, upstreams)),
-        "SPLIT": "\n".join([f"        {share} {n};" for n in names[:-1]] + [f"        * {names[-1]};"]),
-        "KNOWN": "\n".join(f"        {n} {n};" for n in names),
+        "UPSTREAMS": "\n".join(f"    upstream {n} {{ server {u} max_fails=0; keepalive 16; }}" for n, u in names),
+        "SPLIT": "\n".join([f"        {share} {n};" for n, _ in names[:-1]] + [f"        * {names[-1][0]};"]),
+        "KNOWN": "\n".join(f"        {n} {n};" for n, _ in names),
     }
     text = TEMPLATE.read_text()
     for key, value in fields.items():
@@ -103,13 +111,6 @@ def render_config(upstreams: list[str], listen: str, run_dir: Path) -> str:
     if left := re.findall(r"{{\w+}}", text):
         raise RuntimeError(f"{TEMPLATE} has fields render_config does not fill: {left}")
     return text
-
-
-def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None, what: str, log: Path | None,
@@ -131,37 +132,33 @@ def wait_ready(url: str, proc: subprocess.Popen | None, what: str, log: Path | N
 
 
 class Cluster:
-    """The processes of one run: local workers, then nginx. stop() ends them all."""
+    """The processes of one run: local workers (deploy/workers.py), then nginx. stop() ends
+    them all."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
-        self.procs: list[tuple[str, subprocess.Popen, Path]] = []  # (name, process, log)
+        self.workers: list[Worker] = []
+        self.nginx: subprocess.Popen | None = None
 
-    def spawn(self, name: str, cmd: list[str], log: Path) -> subprocess.Popen:
+    def spawn(self, cmd: list[str], log: Path, append: bool = False) -> subprocess.Popen:
         env = os.environ | {"GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-        with open(log, "w") as out:
+        with open(log, "a" if append else "w") as out:
             # Its own session: a Ctrl+C in the terminal reaches only the cluster, which then
             # stops nginx first and the workers after, in order.
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+            return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     stdin=subprocess.DEVNULL, start_new_session=True,
                                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        self.procs.append((name, proc, log))
-        return proc
-
-    def first_exit(self):
-        """(name, process, log) of the first process that has exited, or None."""
-        return next((p for p in self.procs if p[1].poll() is not None), None)
 
     def stop(self, grace: float = 10.0) -> None:
         """nginx first, so that no request reaches a stopping worker; then every worker at once.
         Whatever has not exited after `grace` seconds is killed."""
-        nginx = [p for p in self.procs if p[0] == "nginx"]
-        for group in (nginx, [p for p in self.procs if p[0] != "nginx"]):
-            for _, proc, _ in group:
+        nginx = [("nginx", self.nginx)] if self.nginx else []
+        for group in (nginx, [(w.name, w.proc) for w in self.workers if w.proc]):
+            for _, proc in group:
                 if proc.poll() is None:
                     proc.terminate()
             deadline = time.monotonic() + grace
-            for name, proc, _ in group:
+            for name, proc in group:
                 try:
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
@@ -188,7 +185,13 @@ def parse_args(argv: list[str]):
                         "directory, removed after a clean stop)")
     p.add_argument("--startup-timeout", type=float, default=300.0,
                    help="seconds each worker may take to answer (a first SmolLM2 load converts it)")
+    p.add_argument("--give-up-after", type=int, default=RestartPolicy.give_up_after, metavar="N",
+                   help="a worker that exits is started again; after N deaths in a row, each soon after "
+                        f"its start, it is left stopped and its visitors go to the others (default "
+                        f"{RestartPolicy.give_up_after})")
     args = p.parse_args(ours)
+    if args.give_up_after < 1:
+        p.error(f"--give-up-after must be at least 1, but is {args.give_up_after}")
     if args.workers < 0 or args.workers + len(args.remote) < 1:
         p.error(f"need at least one worker: --workers {args.workers} and {len(args.remote)} --remote")
     for flag in RESERVED_APP_FLAGS:
@@ -196,6 +199,38 @@ def parse_args(argv: list[str]):
             p.error(f"{flag} after -- is set by the cluster itself (workers listen on loopback; "
                     "give --host and --port before --)")
     return args, app_args
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def supervise(cluster: Cluster, upstreams: list[str], listen: str, conf: Path) -> int:
+    """Until Ctrl+C (Stop), nginx exiting, or no worker left: keep every local worker running
+    (Worker.tick), and once one is given up, send its visitors to the others."""
+    left_out: set[int] = set()
+    while True:
+        now = time.monotonic()
+        for w in cluster.workers:
+            w.tick(now)
+        given_up = {w.index for w in cluster.workers if w.state == GIVEN_UP} - left_out
+        if given_up:
+            left_out |= given_up
+            if len(left_out) == len(upstreams):
+                say("No worker is left to serve the room: stopping the cluster.")
+                return 1
+            conf.write_text(render_config(upstreams, listen, cluster.run_dir, frozenset(left_out)))
+            cluster.nginx.send_signal(signal.SIGHUP)  # nginx reloads its config, dropping no connection
+            names = ", ".join(f"worker {i}" for i in sorted(given_up))
+            say(f"{clock()} nginx now sends the visitors of {names} to the other workers; their pages "
+                f"rebuild their sessions there. {len(upstreams) - len(left_out)} of {len(upstreams)} "
+                "workers serve the room now.")
+        if cluster.nginx.poll() is not None:
+            say(f"nginx (pid {cluster.nginx.pid}) exited with code {cluster.nginx.returncode}: no visitor "
+                f"can reach the workers. The end of {cluster.run_dir / 'error.log'}:\n"
+                f"{log_tail(cluster.run_dir / 'error.log')}\nStopping the cluster.")
+            return 1
+        time.sleep(0.25)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -211,38 +246,37 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     try:
         ports = free_ports(args.workers)
+        policy = RestartPolicy(give_up_after=args.give_up_after, startup_timeout_s=args.startup_timeout)
         for i, port in enumerate(ports):
             cmd = [sys.executable, str(ROOT / "app.py"), "--threads", "1", *app_args,
                    "--host", "127.0.0.1", "--port", str(port)]
-            cluster.spawn(f"worker {i}", cmd, run_dir / f"worker-{i}.log")
+            worker = Worker(i, port, cmd, run_dir / f"worker-{i}.log", cluster.spawn, say, policy)
+            cluster.workers.append(worker)
+            worker.start(time.monotonic())
         upstreams = [f"127.0.0.1:{p}" for p in ports] + args.remote
-        for i, (upstream, (name, proc, log)) in enumerate(zip(upstreams, cluster.procs)):
-            wait_ready(f"http://{upstream}/", proc, name, log, args.startup_timeout)
-            print(f"worker {i}: pid {proc.pid}, http://{upstream}/ (log {log})", flush=True)
+        for w in cluster.workers:
+            # At the start a failure stops everything: the room has not come in yet.
+            wait_ready(w.url, w.proc, w.name, w.log, args.startup_timeout)
+            w.serving(time.monotonic())
+            print(f"worker {w.index}: pid {w.proc.pid}, {w.url} (log {w.log})", flush=True)
         for i, upstream in enumerate(args.remote, start=args.workers):
             wait_ready(f"http://{upstream}/", None, f"remote worker {upstream}", None, args.startup_timeout)
             print(f"worker {i}: remote, http://{upstream}/", flush=True)
 
         conf = run_dir / "nginx.conf"
-        conf.write_text(render_config(upstreams, f"{args.host}:{args.port}", run_dir))
-        proc = cluster.spawn("nginx", [nginx, "-p", str(run_dir), "-c", str(conf),
+        listen = f"{args.host}:{args.port}"
+        conf.write_text(render_config(upstreams, listen, run_dir))
+        cluster.nginx = cluster.spawn([nginx, "-p", str(run_dir), "-c", str(conf),
                                        "-e", str(run_dir / "error.log")], run_dir / "nginx.log")
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "") else args.host
         url = f"http://{shown}:{args.port}/"
-        wait_ready(url, proc, "nginx", run_dir / "error.log", 30)
-        print(f"nginx: pid {proc.pid}, config {conf}", flush=True)
+        wait_ready(url, cluster.nginx, "nginx", run_dir / "error.log", 30)
+        print(f"nginx: pid {cluster.nginx.pid}, config {conf}", flush=True)
         print(f"The playground: {url} ({len(upstreams)} workers; Ctrl+C stops everything)", flush=True)
         if shown != args.host:
             print(f"listening on every interface: visitors use this machine's address, "
                   f"http://ADDRESS:{args.port}/", flush=True)
-
-        while (gone := cluster.first_exit()) is None:
-            time.sleep(0.5)
-        name, proc, log = gone
-        lost = "; its visitors' sessions are gone" if name.startswith("worker") else ""
-        print(f"{name} (pid {proc.pid}) exited with code {proc.returncode}{lost}. The end of "
-              f"{log}:\n{log_tail(log)}\nStopping the cluster.", flush=True)
-        code = 1
+        code = supervise(cluster, upstreams, listen, conf)
     except Stop as e:
         print(f"{e}: stopping nginx and {args.workers} workers", flush=True)
     except RuntimeError as e:
@@ -252,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not cut the cleanup short
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
-    if code == 0 and not keep_run_dir:
+    if code == 0 and not keep_run_dir and not any(w.deaths for w in cluster.workers):
         shutil.rmtree(run_dir, ignore_errors=True)
-    elif code:
+    elif not keep_run_dir:
         print(f"logs kept in {run_dir}", flush=True)
     return code
 

@@ -74,16 +74,19 @@ To sleep: perchance to dream: ay, there's the rub;
 """
 
 
-def make_tiny_checkpoint(directory: Path, chat: bool = False, block_size: int = 64) -> Path:
+def make_tiny_checkpoint(directory: Path, chat: bool = False, block_size: int = 64, n_layer: int = 2,
+                         n_embd: int = 32) -> Path:
     """A random 2-layer GPT with a 400-token BPE. Its embeddings are scaled up so the
-    next-token distributions are peaked enough for every filter to cut something."""
+    next-token distributions are peaked enough for every filter to cut something. More
+    layers and a wider embedding make each token slower (a Generate that lasts long enough
+    to be interrupted)."""
     enc = train_bpe([HAMLET * 4], 400)
     if chat:  # ChatML's special tokens, as SmolLM2-Instruct has them
         import tiktoken
         n = enc.n_vocab
         enc = tiktoken.Encoding("tiny-chat", pat_str=enc._pat_str, mergeable_ranks=enc._mergeable_ranks,
                                 special_tokens={EOT: n - 1, "<|im_start|>": n, "<|im_end|>": n + 1})
-    cfg = GPTConfig(vocab_size=enc.n_vocab, block_size=block_size, n_layer=2, n_head=2, n_embd=32,
+    cfg = GPTConfig(vocab_size=enc.n_vocab, block_size=block_size, n_layer=n_layer, n_head=2, n_embd=n_embd,
                     eot_token=enc.eot_token)
     torch.manual_seed(0)
     gpt = GPT(cfg)

@@ -17,7 +17,8 @@ READY = (f"() => {{ const d = document.querySelector('{CHART}'); return d && d.l
 class Tab:
     """One tab (one server session) in its own browser context."""
 
-    def __init__(self, browser, url, viewport=None, phone=False, clipboard=False, query=""):
+    def __init__(self, browser, url, viewport=None, phone=False, clipboard=False, query="", cookies=None,
+                 ready_ms=30_000):
         from . import browser as B
 
         kw = dict(viewport=viewport or (B.PHONE if phone else B.LAPTOP))
@@ -26,13 +27,15 @@ class Tab:
         if clipboard:
             kw["permissions"] = ["clipboard-read", "clipboard-write"]
         self.context = browser.new_context(accept_downloads=True, **kw)
+        if cookies:  # e.g. {"dp_worker": "w1"}: the worker nginx keeps this tab on
+            self.context.add_cookies([{"name": k, "value": v, "url": url} for k, v in cookies.items()])
         self.page = self.context.new_page()
         self.requests, self.errors = [], []
         self.page.on("request", lambda r: self.requests.append(r.url))
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
         self.url = url
         self.page.goto(url + query)
-        self.ready()
+        self.ready(ready_ms)
 
     def close(self):
         self.context.close()

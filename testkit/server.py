@@ -80,14 +80,16 @@ WORKER_LINE = re.compile(r"^worker (\d+): pid (\d+), http://127\.0\.0\.1:(\d+)/"
 
 
 def start_cluster(port: int, workers: int, app_args: list[str], run_dir: Path,
-                  log_path: Path, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Popen:
-    """`python -m deploy.cluster --workers N --port PORT --run-dir DIR -- APP_ARGS` as its
-    own process, as a teacher starts it: N app.py workers behind nginx on PORT. Its output
-    (one line per worker, then the URL) goes to log_path; `env` adds to the environment its
-    processes inherit (e.g. TMPDIR, to keep their temporary files in a test's directory)."""
+                  log_path: Path, cwd: Path = ROOT, env: dict | None = None,
+                  options: list[str] = ()) -> subprocess.Popen:
+    """`python -m deploy.cluster --workers N --port PORT --run-dir DIR OPTIONS -- APP_ARGS`
+    as its own process, as a teacher starts it: N app.py workers behind nginx on PORT. Its
+    output (one line per worker, then the URL) goes to log_path; `env` adds to the
+    environment its processes inherit (e.g. TMPDIR, to keep their temporary files in a test's
+    directory)."""
     log = open(log_path, "w")
     cmd = [sys.executable, "-m", "deploy.cluster", "--workers", str(workers), "--port", str(port),
-           "--run-dir", str(run_dir), "--", *app_args]
+           "--run-dir", str(run_dir), *options, "--", *app_args]
     return subprocess.Popen(cmd, cwd=cwd, env=os.environ | ENV | (env or {}), stdout=log,
                             stderr=subprocess.STDOUT)
 

@@ -388,6 +388,31 @@ def test_actions_without_a_model_say_what_to_do(registry):
         assert "No model is loaded" in page.send(name, settings={})["notice"]["text"], name
 
 
+def test_a_server_without_the_tabs_session_says_so_and_the_pages_start_brings_it_back(registry):
+    """A restarted server holds nothing for a tab that was open before: each action is answered
+    with `lost` (acknowledged, so the page's queue goes on), and the start the page then sends
+    from what it shows (prompt, seed, settings, token ids: static/reconnect.js) gives the same
+    text and chart."""
+    page = Page(registry)
+    page.start(prompt="To be", seed=3)
+    st = settings(temperature=0.9, top_k=20)
+    for _ in range(3):
+        page.send("step", settings=st)
+    restarted = Page(registry)  # a new process: the same model, no sessions
+    for name in ("step", "pick", "undo", "rewind", "inspect", "stop", "seed", "export", "lens", "generate"):
+        answers = restarted.send(name, settings=st, token=1, step=0, seed=1, n=5, top_n=5)
+        answer = answers[-1] if isinstance(answers, list) else answers
+        assert answer["lost"] is True and answer["generating"] is False, name
+        assert "No model is loaded" in answer["notice"]["text"]  # shown by a page that had no session
+    ids = page.session.ids[page.session.prompt_len:]
+    p = restarted.start(prompt="To be", seed=3, ids=ids, settings=st)
+    assert "lost" not in p
+    assert [t["token"] for t in p["text"]["tokens"]] == ids
+    assert torch.equal(decode_logits(p["chart"]["logits"]), page.session.logits.float())
+    assert restarted.send("step", settings=st)["text"]["tokens"][-1]["token"] == \
+        page.send("step", settings=st)["text"]["tokens"][-1]["token"]
+
+
 def test_every_tab_has_its_own_session(registry):
     a, b = Page(registry), Page(registry)
     a.start("To be")

@@ -12,70 +12,21 @@ from __future__ import annotations
 
 import random
 import re
-import signal
-import subprocess
+import socket
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
+from testkit.cluster import Cluster, launch_cluster, stop
 from testkit.models import make_tiny_checkpoint
 from testkit.raw_client import RawSession
-from testkit.server import cluster_workers, free_port, start_cluster, wait_ready
 
 pytestmark = pytest.mark.workers
-
-STARTUP_S = 300.0  # two workers importing torch and gradio at once on 2 busy cores
-
-
-@dataclass
-class Cluster:
-    url: str
-    proc: subprocess.Popen
-    workers: list[tuple[int, int]]  # (pid, port), w0 first
-    run_dir: Path
-    log: Path
-    checkpoint: Path
-
-    def port_of(self, cookie: str) -> int:
-        return self.workers[int(cookie.removeprefix("w"))][1]
-
-
-def launch_cluster(tmp: Path, checkpoint: Path, workers: int) -> Cluster:
-    try:
-        from deploy.cluster import find_nginx
-        find_nginx()
-    except SystemExit as e:  # a missing tool fails the test; CI installs it
-        pytest.fail(str(e))
-    port, log = free_port(), tmp / "cluster.out"
-    # Workers and nginx write only under tmp: the run directory, and TMPDIR for Gradio's files.
-    (tmp / "tmp").mkdir()
-    proc = start_cluster(port, workers, ["--model", str(checkpoint)], tmp / "run", log,
-                         env={"TMPDIR": str(tmp / "tmp"), "GRADIO_TEMP_DIR": str(tmp / "tmp" / "gradio")})
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        wait_ready(url, proc, timeout=STARTUP_S)
-    except RuntimeError as e:
-        stop(proc)
-        pytest.fail(f"{e}; the cluster printed:\n{log.read_text()}")
-    found = cluster_workers(log)
-    assert len(found) == workers, log.read_text()
-    return Cluster(url, proc, found, tmp / "run", log, checkpoint)
-
-
-def stop(proc: subprocess.Popen) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -323,19 +274,92 @@ def test_a_burst_runs_on_both_workers(cluster, record_property):
 
 # ---- stopping ----
 
-def test_a_dead_worker_is_reported_and_the_rest_is_stopped(tmp_path, checkpoint):
+def test_a_killed_worker_is_started_again_on_its_port_and_the_other_keeps_its_sessions(tmp_path, checkpoint):
+    """kill -9 worker 1: the cluster says which worker died, how (SIGKILL), shows the end of
+    its log, and starts it again on the same port, behind the same nginx; worker 0's session
+    goes on as if nothing happened. Worker 1's visitors reach the new process, which holds no
+    session for them and says so (a page rebuilds it: tests/test_restart.py)."""
     c = launch_cluster(tmp_path, checkpoint, workers=2)  # its own: it kills worker 1
     try:
-        children = psutil.Process(c.proc.pid).children(recursive=True)
-        assert len(children) >= 4  # two workers, nginx's master and its worker
-        psutil.Process(c.workers[1][0]).kill()
-        assert c.proc.wait(timeout=60) == 1
+        nginx_pid = c.wait_for(r"^nginx: pid (\d+)", 10).group(1)
+        config = httpx.get(c.url + "config").json()  # fetched apart: a session's cookie is set once
+        kept, lost = RawSession(c.url, config=config), RawSession(c.url, config=config)
+        kept.http.cookies.set("dp_worker", "w0")
+        lost.http.cookies.set("dp_worker", "w1")
+        for s, prompt in ((kept, "To be"), (lost, "Or not")):
+            assert s.call("reset", prompt, 1, "", False).ok
+            assert all(s.call("step", {"temperature": 0.8}).ok for _ in range(5))
+        before = kept.call("export").data
+
+        old_pid, port = c.workers[1]
+        worker = psutil.Process(old_pid)
+        worker.kill()
+        worker.wait(timeout=30)
+        # While it starts again (its imports alone take seconds), its visitors are told so:
+        # Gradio's client gets JSON it shows, a browser a page that asks again by itself.
+        down = lost.http.get(c.url + "gradio_api/app_id")
+        assert down.status_code == 502 and "restarting" in down.json()["detail"]
+        down = lost.http.get(c.url)
+        assert down.status_code == 502 and 'http-equiv="refresh"' in down.text
+        new_pid, new_port = c.back(1)
+        assert (new_port, c.proc.poll()) == (port, None)
+        assert new_pid != old_pid
+        out = c.output()
+        died = re.search(rf"worker 1 \(pid {old_pid}, port {port}\) was killed by SIGKILL[^\n]*after serving", out)
+        assert died, out
+        assert f"The end of {c.run_dir / 'worker-1.log'}:" in out
+        assert c.wait_for(r"^nginx: pid (\d+)", 1).group(1) == nginx_pid and "Stopping the cluster" not in out
+        assert "started again by the cluster (restart 1)" in (c.run_dir / "worker-1.log").read_text()
+
+        assert kept.call("export").data == before  # untouched, and still going
+        assert kept.call("step", {"temperature": 0.8}).ok
+        reply = lost.call("step", {"temperature": 0.8})
+        assert not reply.ok and "No model is loaded in this tab" in reply.error
+        assert lost.http.get(c.url + "config").headers["x-worker"] == f"127.0.0.1:{port}"
+        kept.close()
+        lost.close()
     finally:
+        assert stop(c.proc) == 0, c.output()
+
+
+def test_a_worker_that_dies_at_every_start_is_given_up_and_its_visitors_go_to_the_other(tmp_path, checkpoint):
+    """Worker 1 is killed, then its port is taken, so that every start fails at once. With
+    --give-up-after 2 the second quick death in a row gives up (the kill itself counts as one
+    or not, by how long the worker had served): the cluster says so plainly, keeps serving,
+    and nginx sends worker 1's visitors to worker 0 (a new cookie), without touching the
+    sessions there."""
+    c = launch_cluster(tmp_path, checkpoint, workers=2, extra=["--give-up-after", "2"])
+    taken = socket.socket()
+    try:
+        kept = RawSession(c.url, config=httpx.get(c.url + "config").json())
+        kept.http.cookies.set("dp_worker", "w0")
+        assert kept.call("reset", "To be", 1, "", False).ok
+        assert kept.call("step", {"temperature": 0.8}).ok
+        before = kept.call("export").data
+
+        old_pid, port = c.workers[1]
+        worker = psutil.Process(old_pid)
+        worker.kill()
+        worker.wait(timeout=30)  # its listening socket is closed
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        c.wait_for(r"worker 1 died 2 times in a row, before it answered or within \d+ s of it: it is left stopped")
+        c.wait_for(r"nginx now sends the visitors of worker 1 to the other workers")
+        out = c.output()
+        assert re.search(rf"worker 1 \(pid \d+, port {port}\) exited with code 1, before it answered", out), out
+        assert "Cannot find empty port" in out  # the end of its log says why
+
+        with httpx.Client(cookies={"dp_worker": "w1"}) as http:
+            r = http.get(c.url + "config")
+        assert r.status_code == 200 and r.headers["x-worker"] == f"127.0.0.1:{c.workers[0][1]}"
+        assert r.headers["set-cookie"].startswith("dp_worker=w0;")
+        assert kept.call("export").data == before
+        kept.close()
+        assert c.proc.poll() is None
+    finally:
+        taken.close()
         stop(c.proc)
-    out = c.log.read_text()
-    assert re.search(r"worker 1 \(pid \d+\) exited with code -9", out), out
-    gone, alive = psutil.wait_procs(children, timeout=10)
-    assert not alive, f"left running: {alive}"
 
 
 def test_sigterm_stops_nginx_and_every_worker(tmp_path, checkpoint):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "chart.js", "text.js",
-           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "app.js")
+           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:

@@ -6,7 +6,7 @@
              {"mode": "append", "from": 40, "tokens": [...]}       just the new tokens
      "chips": "<html>", "prompt_tokens": 6, "prompt": "...", "seed": 0, "model": {...},
      "status": "...", "notice": {"kind": "error", "text": "..."},
-     "generating": false, "loading": "...", "evicted": true, "export": {...}}
+     "generating": false, "loading": "...", "evicted": true, "lost": true, "export": {...}}
 
 Every key but seq is optional: what is absent did not change. A snapshot (`full`) is the truth;
 appends only ever follow on from it.
@@ -85,10 +85,15 @@ class PageView:
 
     def error(self, user: UserState | None, text: str, ack=None) -> str:
         """A failure: its message, and the session as it now is (an interrupted Generate may
-        have been cut back), or the 'start again' state of a session the server dropped."""
+        have been cut back), or the 'start again' state of a session the server dropped.
+        `lost`: this server holds nothing for the tab (it was restarted since the tab opened,
+        or the tab's first start failed); a page that had a session rebuilds it from what it
+        shows (static/reconnect.js), and otherwise shows the message."""
         notice = {"kind": "error", "text": text}
-        if user is not None and user.evicted:
+        if user is None:
+            return self.message(user, ack, notice, lost=True, generating=False)
+        if user.evicted:
             return self.message(user, ack, notice, evicted=True, generating=False)
-        if user is not None and user.session is not None:
+        if user.session is not None:
             return self.snapshot(user, ack, notice)
         return self.message(user, ack, notice, generating=False)

@@ -113,7 +113,8 @@
     };
 
     /* ---- the actions (queue.js) ---- */
-    const queue = global.DPQueue.create(st, trigger, {
+    // Through `trigger` as it is at the time (reconnect.js wraps it, below).
+    const queue = global.DPQueue.create(st, (name, msg) => trigger(name, msg), {
       ready(name) {
         if (st.loading && name !== "model") { toast("The model is still loading: wait for it.", "note"); return false; }
         // A prompt still being typed goes first: the action is meant for the prompt on screen.
@@ -302,6 +303,7 @@
       if (!json) return;
       let D;
       try { D = JSON.parse(json); } catch (e) { console.error("bad payload", e); return; }
+      if (rc.payload(D)) return; // the server had lost this tab's session: reconnect.js rebuilds it
       if (D.seq <= st.seq) {
         // Older than what is shown (it was overtaken on the way, e.g. by a Generate's stream):
         // its state is superseded, but what it delivers once still counts.
@@ -397,7 +399,8 @@
     /* ---- the address bar (link.js) ---- */
     const linkQuery = () => L.query(schema, { prompt: promptBox.value, model: st.model, seed: seed.get(),
       chat: chatBox.checked, settings: settingsNow(), defaults: PL.defaults(), ids: text.ids() });
-    const link = L.create(() => (st.started ? linkQuery() : null), toast);
+    // Not before the session's first view: the link would lose its text meanwhile.
+    const link = L.create(linkQuery, toast, () => st.started && Boolean(st.live));
     const scheduleUrl = () => link.schedule();
 
     /* ---- keys (keys.js) ---- */
@@ -436,6 +439,11 @@
       act("start", { model: asked.model, prompt: promptBox.value, seed: seed.get(),
         chat: chatBox.checked, ids: ids || asked.ids, settings: settingsNow() });
     }
+
+    /* ---- a server that lost this tab's session gets it back from the page (reconnect.js) ---- */
+    const rc = global.DPReconnect.watch(st, { trigger, act, start: () => start(text.ids()),
+      shown: () => text.count(), stopGenerating: () => setGenerating(false), status });
+    trigger = rc.send; // every action goes through it
 
     watch("value", () => onPayload(props.value));
     onPayload(props.value);

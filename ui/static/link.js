@@ -71,16 +71,16 @@
     };
   }
 
-  /* Keeps the address bar in step with the view; currentQuery() builds the query. */
-  function create(currentQuery, toast) {
+  /* Keeps the address bar in step with the view; currentQuery() builds the query, and the bar
+     is written only while ready() says the view is one to keep. */
+  function create(currentQuery, toast, ready) {
     let timer = null;
     function schedule() {
       clearTimeout(timer);
       // Browsers throttle history.replaceState; one update after things rest is enough.
       timer = setTimeout(() => {
-        const q = currentQuery();
-        if (!q) return;
-        try { history.replaceState(null, "", "?" + q.toString()); } catch (e) { /* sandboxed page */ }
+        if (!ready()) return;
+        try { history.replaceState(null, "", "?" + currentQuery().toString()); } catch (e) { /* sandboxed page */ }
       }, 300);
     }
     function copy() {
