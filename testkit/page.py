@@ -113,7 +113,9 @@ class Tab:
 
     def click_bar(self, index, y_fraction=0.92):
         """Click inside bar `index`'s column, near the bottom of the plot, where a short bar is."""
-        hit = self.page.locator(".dp-hits .dp-hit").nth(index).bounding_box()
+        target = self.page.locator(".dp-hits .dp-hit").nth(index)
+        target.scroll_into_view_if_needed()  # as a person scrolls back to the chart
+        hit = target.bounding_box()
         self.page.mouse.click(hit["x"] + hit["width"] / 2, hit["y"] + hit["height"] * y_fraction * 0.7)
 
     def export(self) -> dict:

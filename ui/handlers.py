@@ -189,6 +189,8 @@ class PageHandlers:
                 except StopIteration as end:
                     reason = end.value
                     break
+                if user.session is not session:
+                    return  # the tab closed and its session was freed: nobody to tell
                 if time.monotonic() - last >= STREAM_EVERY_S:
                     yield user, self.view.tokens_since(user, sent, ack)
                     ack, sent, last = None, len(session.history), time.monotonic()
