@@ -188,6 +188,26 @@ def test_undo_and_rewind_return_to_earlier_distributions(registry):
     assert "Nothing to undo" in page.send("undo")["notice"]["text"]
 
 
+def test_open_path_keeps_the_shared_steps_and_replays_only_where_the_paths_part(registry):
+    page = Page(registry)
+    page.start()
+    s, actions = page.session, page.actions
+    for _ in range(4):
+        page.send("step", settings=settings(temperature=0.9))
+    old = [r.token for r in s.history]
+    kept = s.history[:2]
+    other = (old[2] + 1) % s.vocab_size
+    path = old[:2] + [other, 7]
+    assert actions.open_path(page.user, path, SamplingSettings()) == 2
+    assert [r.token for r in s.history] == path
+    assert s.history[:2] == kept  # the same records: nothing before the fork was redone
+    assert actions.open_path(page.user, path[:1], SamplingSettings()) == 0  # a prefix: rewind only
+    assert [r.token for r in s.history] == path[:1]
+    with pytest.raises(UserError, match="token id must be a whole number from 0 to 399"):
+        actions.open_path(page.user, [1, 10**6], SamplingSettings())
+    assert [r.token for r in s.history] == path[:1]  # a refused path changes nothing
+
+
 def test_generate_streams_only_new_tokens_and_ends_with_a_snapshot(registry):
     page = Page(registry)
     page.start()

@@ -157,6 +157,27 @@ class Actions:
         self._touch(user)
         return len(ids)
 
+    def open_path(self, user, ids, settings: SamplingSettings) -> int:
+        """Make `ids` (the generated tokens after the prompt: a continuation, a beam, a node
+        of the tree) the session's text. The steps it shares with the current text are kept
+        as they are (no recompute); the rest are replayed as in replay(). Returns how many
+        tokens were replayed."""
+        s = self.session(user)
+        if not isinstance(ids, list):
+            raise UserError(f"token ids must be a list of integers, but are {type(ids).__name__}")
+        ids = [check_integer("token id", t, 0, s.vocab_size - 1) for t in ids]
+        if len(ids) > self.limits.session_tokens:
+            raise UserError(f"This path holds {len(ids)} new tokens; the limit is "
+                            f"{self.limits.session_tokens}.")
+        self.interrupt(user)
+        with s.lock:
+            now = [r.token for r in s.history]
+            shared = next((i for i, (a, b) in enumerate(zip(now, ids)) if a != b), min(len(now), len(ids)))
+            s.rewind(shared)
+            self._refused(s.replay_many, ids[shared:], settings)
+        self._touch(user)
+        return len(ids) - shared
+
     # ---- one token at a time ----
 
     def step(self, user, settings: SamplingSettings, keep=None):
