@@ -5,9 +5,10 @@ SmolLM2's 49,152.
 
 One measure is a drag event on a slider (the temperature's, or top-p's, alternating) until the
 page has finished the render it caused: the pipeline over the whole vocabulary, the chain's
-cards (their mini-charts and captions), the stats, and Plotly's redraw of the chart (the page
-records each finished render in DP.state.rendered). Each piece (the pipeline, the cards,
-Plotly's redraw) also times itself during the same moves, so the table says where a frame goes.
+cards (their mini-charts and captions), the stats, the chart painted on its canvas and the
+bars' hit areas placed (the page records each finished render in DP.state.rendered). Each
+piece (the pipeline, the cards, the chart) also times itself during the same moves, so the
+table says where a frame goes.
 
     python -m benchmarks.bench_slider [--moves 60] [--models shakespeare smollm2]
 
@@ -57,7 +58,8 @@ DRAG_JS = """async ([moves]) => {
 }"""
 
 # Where a render's time goes, timed during the drag itself: each part is wrapped so that it
-# records its own duration (Plotly.react's until its promise resolves, the chart drawn).
+# records its own duration. The chart's part (DPChart.draw) includes its pipeline call, which
+# is also counted under 'pipeline'.
 PARTS_JS = """() => {
   window.__parts = {};
   const add = (k, v) => { (window.__parts[k] = window.__parts[k] || []).push(v); };
@@ -66,11 +68,9 @@ PARTS_JS = """() => {
   wrap(DPPipeline, 'transform', 'pipeline');
   wrap(DP.state.chain, 'update', 'cards: settings');
   wrap(DP.state.chain, 'show', 'cards: what each stage did');
-  const react = Plotly.react;
-  Plotly.react = function (...a) {
-    const t0 = performance.now();
-    return react.apply(this, a).then((x) => { add('Plotly.react', performance.now() - t0); return x; });
-  };
+  wrap(DPChart, 'draw', 'chart: pipeline + canvas');
+  wrap(DPChart, 'statsHtml', 'chart: stats');
+  wrap(DPChart, 'placeHits', 'chart: hit areas');
 }"""
 PARTS_READ = "() => ({parts: window.__parts, V: DP.state.live.V, active: DPPipeline.transform(DP.state.live, " \
     "DP.state.controls.get()).stages.filter(s => s.active).map(s => s.name)})"
@@ -89,7 +89,7 @@ def measure(browser, url: str, name: str, moves: int) -> dict:
         for n in range(1, 6):  # a little text, so the penalties have a context
             tab.click(".dp-step")
             tab.wait_steps(n)
-        tab.page.evaluate(DRAG_JS, [10])  # warm-up: the JIT, Plotly's first draws
+        tab.page.evaluate(DRAG_JS, [10])  # warm-up: the JIT, the first draws
         tab.page.evaluate(PARTS_JS)
         times = tab.page.evaluate(DRAG_JS, [moves])
         parts = tab.page.evaluate(PARTS_READ)

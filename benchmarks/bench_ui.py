@@ -56,8 +56,8 @@ STEP_JS = """async ([count]) => {
   const times = [];
   const chart = () => document.querySelector('.dp-main');
   for (let i = 0; i < count; i++) {
-    const want = chart().layout.meta.step + 1;
-    const done = () => chart().layout.meta.step === want && !DP.state.pending &&
+    const want = chart().drawn.meta.step + 1;
+    const done = () => chart().drawn.meta.step === want && !DP.state.pending &&
       document.querySelectorAll('.dp-text .dp-tok').length === want;
     const t0 = performance.now();
     const finished = new Promise(resolve => {

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 
 CHART = ".dp-main"
-META = f"() => document.querySelector('{CHART}').layout.meta"
-READY = (f"() => {{ const d = document.querySelector('{CHART}'); return d && d.layout && d.layout.meta"
+META = f"() => document.querySelector('{CHART}').drawn.meta"
+READY = (f"() => {{ const d = document.querySelector('{CHART}'); return d && d.drawn && d.drawn.meta"
          " && !document.querySelector('.dp-app').classList.contains('dp-generating') && "
          "!(window.DP && DP.state && (DP.state.pending || DP.state.typing || DP.state.queue.length "
          "|| DP.state.drawing)); }")
@@ -52,7 +52,7 @@ class Tab:
         self.page.wait_for_function(js, arg=arg, timeout=timeout)
 
     def wait_steps(self, n, timeout=30_000):
-        self.wait("n => { const m = document.querySelector('.dp-main').layout.meta; "
+        self.wait("n => { const m = document.querySelector('.dp-main').drawn.meta; "
                   "return m.steps === n && m.mode === 'live' && !(DP.state && (DP.state.pending || "
                   "DP.state.queue.length || DP.state.drawing)); }", n, timeout)
 

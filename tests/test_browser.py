@@ -28,8 +28,8 @@ def test_page_loads_with_every_control_and_the_chart(tab):
     for sel in (".dp-prompt", ".dp-step", ".dp-generate", ".dp-stop", ".dp-undo", ".dp-reset",
                 ".dp-main", ".dp-text", "#dp-seed", ".dp-model"):
         assert tab.page.locator(sel).count() == 1, sel
-    data = tab.page.evaluate("() => { const d = document.querySelector('.dp-main').data; "
-                             "return [d[0].x, d[0].y, d[1].y]; }")
+    data = tab.page.evaluate("() => { const b = document.querySelector('.dp-main').drawn.bars; "
+                             "return [b.map(x => x.label), b.map(x => x.final), b.map(x => x.raw)]; }")
     labels, final, raw = data
     assert labels[-1].startswith("rest (")
     assert math.isclose(sum(final), 1.0, rel_tol=1e-9) and math.isclose(sum(raw), 1.0, rel_tol=1e-9)
@@ -46,21 +46,21 @@ def test_page_loads_with_every_control_and_the_chart(tab):
 def test_each_control_reshapes_the_chart_without_the_server(tab):
     tab.type_into(".dp-prompt", "To be, or not to be")
     tab.ready()
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.position > 3")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.position > 3")
     joins = len([u for u in tab.requests if "/queue/join" in u])
     for name in ("temperature", "top_k", "top_p", "min_p", "typical_p", "repetition_penalty"):
         elem = name.replace("_", "-")
-        before = tab.page.evaluate("() => document.querySelector('.dp-main').data[0].y")
+        before = tab.page.evaluate("() => document.querySelector('.dp-main').drawn.bars.map(b => b.final)")
         track = tab.page.locator(f"#{elem} input[type=range]")
         track.scroll_into_view_if_needed()  # as a person scrolls to the slider
         box = track.bounding_box()
         tab.page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] / 2)
-        tab.wait(f"() => document.querySelector('.dp-main').layout.meta.settings.{name} !== "
+        tab.wait(f"() => document.querySelector('.dp-main').drawn.meta.settings.{name} !== "
                  f"{SETTINGS[name].default}")
-        after = tab.page.evaluate("() => document.querySelector('.dp-main').data[0].y")
+        after = tab.page.evaluate("() => document.querySelector('.dp-main').drawn.bars.map(b => b.final)")
         assert after != before, f"moving {name} did not change the bars"
         tab.click(f"#{elem} .dp-ctl-reset")  # back to the default before the next one
-        tab.wait(f"() => document.querySelector('.dp-main').layout.meta.settings.{name} === "
+        tab.wait(f"() => document.querySelector('.dp-main').drawn.meta.settings.{name} === "
                  f"{SETTINGS[name].default}")
     assert len([u for u in tab.requests if "/queue/join" in u]) == joins  # no server round trip
 
@@ -84,7 +84,7 @@ def random_settings(rng: random.Random) -> dict:
 def test_browser_pipeline_equals_run_pipeline(tab):
     tab.type_into(".dp-prompt", "To be, or not to be, to be")
     tab.ready()
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.position > 5")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.position > 5")
     rng = random.Random(1234)
     cases = [random_settings(rng) for _ in range(200)]
     got = tab.page.evaluate("""list => { const P = DP.state.live; return { logits: Array.from(P.raw),
@@ -128,7 +128,7 @@ def test_step_pick_undo_and_generate_with_the_mouse(tab):
     tab.page.keyboard.type("5")
     tab.page.keyboard.press("Enter")
     tab.click(".dp-generate")
-    tab.wait("() => { const m = document.querySelector('.dp-main').layout.meta; return (m.steps >= 6 || "
+    tab.wait("() => { const m = document.querySelector('.dp-main').drawn.meta; return (m.steps >= 6 || "
              "document.querySelector('.dp-text .dp-eot')) && !document.querySelector('.dp-app.dp-generating'); }")
     tab.ready()
     assert tab.token_count() >= 2 and tab.meta()["steps"] == tab.token_count()
@@ -142,7 +142,7 @@ def test_a_past_token_shows_its_distribution_and_rewinds(tab):
     tab.wait("() => document.querySelector('.dp-tip') && document.querySelector('.dp-tip').style.display === 'block'")
     assert "model's top tokens" in tab.page.inner_text(".dp-tip")
     tab.click(".dp-text .dp-tok >> nth=1")
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.mode === 'inspect'")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.mode === 'inspect'")
     assert "was drawn from this distribution" in tab.page.inner_text(".dp-banner")
     tab.click(".dp-banner .dp-rewind")
     tab.wait_steps(1)
@@ -158,7 +158,7 @@ def test_presets_and_shared_links_set_the_controls(browser, server):
         assert "top_k" in t.page.inner_text(".dp-toasts") and "maximum 200" in t.page.inner_text(".dp-toasts")
         assert t.page.locator("#dp-seed").input_value() == "4"
         t.click("#preset-greedy")
-        t.wait("() => document.querySelector('.dp-main').layout.meta.settings.temperature === 0")
+        t.wait("() => document.querySelector('.dp-main').drawn.meta.settings.temperature === 0")
         assert t.meta()["kept"] == 1
         assert t.page.locator("#temperature input.dp-num").input_value() == "0"
         t.wait("() => location.search.includes('temperature=0')")  # the URL follows the controls
@@ -169,25 +169,30 @@ def test_presets_and_shared_links_set_the_controls(browser, server):
 def test_compare_draws_a_second_chart_with_every_label(tab):
     tab.set_number("temperature", "1.3")
     tab.page.locator(".dp-compare-on").check()
-    plots = ".dp-chart .js-plotly-plot"
+    plots = ".dp-chart .dp-canvas-chart"
     tab.wait(f"() => document.querySelectorAll('{plots}').length === 2")
-    main, other = tab.page.evaluate(f"() => [...document.querySelectorAll('{plots}')].map(d => d.layout.meta)")
+    main, other = tab.page.evaluate(f"() => [...document.querySelectorAll('{plots}')].map(d => d.drawn.meta)")
     assert main["settings"]["temperature"] == 1.3 and other["settings"]["temperature"] == 0
     assert other["kept"] == 1 and main["step"] == other["step"]
     assert "T = 0 (greedy)" in tab.page.inner_text(".dp-compare .dp-b-title")
     assert tab.page.inner_text(".dp-a-title").startswith("A: your settings")
     # Side by side on a laptop: each chart's drawing stays inside its own column.
     a, b = (tab.page.locator(f"{plots} >> nth={i}").bounding_box() for i in range(2))
-    svg_a, svg_b = (tab.page.locator(f"{plots} >> nth={i} >> .main-svg >> nth=0").bounding_box() for i in range(2))
+    svg_a, svg_b = (tab.page.locator(f"{plots} >> nth={i} >> canvas").bounding_box() for i in range(2))
     assert a["x"] + a["width"] <= b["x"] + 1, (a, b)
     # ... and the two are drawn alike: level with each other, of one height.
     assert abs(a["y"] - b["y"]) <= 1 and abs(a["height"] - b["height"]) <= 1, (a, b)
     assert svg_a["x"] + svg_a["width"] <= b["x"] + 1, "the main chart is drawn under the compare chart"
     assert svg_b["x"] + svg_b["width"] <= b["x"] + b["width"] + 1
-    for i in range(2):  # every bar keeps its label, none skipped
-        shown, ticks = tab.page.evaluate(f"""i => {{ const d = document.querySelectorAll('{plots}')[i];
-            return [d.data[0].x.length, d.querySelectorAll('.xtick text').length]; }}""", i)
-        assert ticks == shown
+    for i in range(2):  # every bar keeps its label, none skipped, each under its own bar
+        drawn = tab.page.evaluate(f"i => document.querySelectorAll('{plots}')[i].drawn", i)
+        bars, ticks = drawn["bars"], drawn["ticks"]
+        assert len(ticks) == len(bars) == len(drawn["meta"]["ids"]) + 1
+        assert len(bars) == len(tab.page.evaluate(f"() => document.querySelector('{plots}').drawn.bars"))
+        for bar, tick in zip(bars, ticks):
+            assert tick["text"] and bar["x0"] < tick["x"] < bar["x1"], (bar, tick)
+            assert tick["bottom"] <= drawn["height"], tick  # the label ends inside the canvas
+        assert drawn["height"] == tab.page.evaluate(f"() => document.querySelector('{plots}').drawn.height")
 
 
 def test_the_keyboard_alone_steps_undoes_picks_generates_and_stops(tab):
@@ -225,15 +230,15 @@ def test_the_keyboard_alone_steps_undoes_picks_generates_and_stops(tab):
     page.locator(".dp-text .dp-tok").first.focus()
     assert page.locator(".dp-tip").is_visible()
     page.keyboard.press("Enter")
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.mode === 'inspect'")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.mode === 'inspect'")
     page.locator(".dp-banner .dp-back").focus()
     page.keyboard.press("Enter")
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.mode === 'live'")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.mode === 'live'")
     # G generates, Esc stops.
     page.locator("body").click(position={"x": 2, "y": 2})
     page.keyboard.press("g")
     tab.wait("() => document.querySelector('.dp-app.dp-generating') || "
-             "document.querySelector('.dp-main').layout.meta.steps > 3")
+             "document.querySelector('.dp-main').drawn.meta.steps > 3")
     page.keyboard.press("Escape")
     tab.ready()
     assert tab.meta()["steps"] == tab.token_count()

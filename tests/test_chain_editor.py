@@ -38,7 +38,7 @@ def chain(tab) -> list[str]:
 
 
 def wait_chain(tab, expected):
-    tab.wait("want => { const m = document.querySelector('.dp-main').layout.meta; "
+    tab.wait("want => { const m = document.querySelector('.dp-main').drawn.meta; "
              "return JSON.stringify(m.settings.samplers) === JSON.stringify(want); }", list(expected))
 
 
@@ -162,7 +162,7 @@ def test_removing_and_adding_a_stage(tab):
     wait_chain(tab, without + ["top_k", "temperature"])
     assert tab.page.locator(f"{CARDS}[data-stage=temperature]").count() == 2
     tab.set_number("top-k", "5")
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.settings.top_k === 5")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.settings.top_k === 5")
     assert tab.meta()["stages"][-2:] == ["top_k", "temperature"]
     wait_url_chain(tab, without + ["top_k", "temperature"])
 
@@ -187,7 +187,7 @@ def test_the_llama_cpp_preset_sets_edskypmxt_and_step_carries_it(tab):
 
 def test_temperature_last_shows_temperature_where_it_runs(tab):
     tab.page.locator("#temperature-last input").click()
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.settings.temperature_last")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.settings.temperature_last")
     tab.wait(f"() => [...document.querySelectorAll('{CARDS}')].pop().dataset.stage === 'temperature'")
     shown = [n for n in cards(tab) if n in DEFAULT_RUN]
     assert shown == tab.meta()["stages"] == ["penalties", "top_k", "top_p", "min_p", "typical_p", "temperature"]

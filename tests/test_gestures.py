@@ -10,6 +10,7 @@ enough to be stopped halfway), with a room for long Generates.
 
 from __future__ import annotations
 
+import math
 import threading
 from urllib.parse import parse_qs, urlparse
 
@@ -82,10 +83,10 @@ def set_tokens_per_generate(tab, n):
 
 def test_typing_pasting_cutting_and_deleting_the_prompt_all_reach_the_session(tab):
     tab.type_into(".dp-prompt", "ROMEO:")
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.position > 1")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.position > 1")
     typed = position(tab)
     tab.paste_into(".dp-prompt", "To be, or not to be, that is the question")
-    tab.wait(f"() => document.querySelector('.dp-main').layout.meta.position > {typed + 3}")
+    tab.wait(f"() => document.querySelector('.dp-main').drawn.meta.position > {typed + 3}")
     tab.ready()
     pasted = position(tab)
     assert "question" in tab.text()
@@ -99,13 +100,13 @@ def test_typing_pasting_cutting_and_deleting_the_prompt_all_reach_the_session(ta
     for _ in range(len("the question")):
         tab.page.keyboard.press("Shift+ArrowLeft")
     tab.page.keyboard.press("Control+X")
-    tab.wait(f"() => document.querySelector('.dp-main').layout.meta.position < {pasted}")
+    tab.wait(f"() => document.querySelector('.dp-main').drawn.meta.position < {pasted}")
     tab.ready()
     assert tab.page.locator(".dp-prompt").input_value() == "To be, or not to be, that is "
     assert tab.meta()["steps"] == 0  # a new prompt starts again
     tab.page.keyboard.press("Control+A")
     tab.page.keyboard.press("Delete")
-    tab.wait("() => document.querySelector('.dp-main').layout.meta.position === 1")
+    tab.wait("() => document.querySelector('.dp-main').drawn.meta.position === 1")
     tab.ready()
     assert "⟨start of text⟩" in tab.text()
 
@@ -217,7 +218,7 @@ def test_an_out_of_range_number_holds_one_value_in_the_box_slider_chart_step_and
     tab.type_into(".dp-prompt", "ROMEO:\nO gentle")
     tab.ready()
     tab.set_number(setting, typed)
-    tab.wait(f"() => document.querySelector('.dp-main').layout.meta.settings.{name} === {held}")
+    tab.wait(f"() => document.querySelector('.dp-main').drawn.meta.settings.{name} === {held}")
     assert float(tab.page.locator(f"#{setting} input.dp-num").input_value()) == held
     assert float(tab.page.locator(f"#{setting} input[type=range]").input_value()) == held
     message = tab.page.inner_text(f"#{setting} .dp-ctl-msg")
@@ -303,9 +304,22 @@ def test_the_key_lists_only_what_is_drawn_and_log_ticks_are_decades(tab):
     tab.set_number("top-p", "0.9")
     tab.wait("() => document.querySelector('.dp-key').textContent.includes('entering top-p')")
     tab.page.locator(".dp-log").check()
-    tab.wait("() => document.querySelector('.dp-main').layout.yaxis.type === 'log'")
-    ticks = tab.page.evaluate("() => [...document.querySelectorAll('.dp-main .ytick text')].map(t => t.textContent)")
+    tab.wait("() => document.querySelector('.dp-main').drawn.yaxis.type === 'log'")
+    drawn = tab.page.evaluate("() => { const d = document.querySelector('.dp-main').drawn; "
+                              "return {ticks: d.yaxis.ticks, bars: d.bars, plot: d.plot}; }")
+    ticks = [t["label"] for t in drawn["ticks"]]
     assert 2 <= len(ticks) <= 13 and len(set(ticks)) == len(ticks)
+    # Decades, evenly spaced, inside the plot; each bar's top where its probability is on them.
+    values = [t["value"] for t in drawn["ticks"]]
+    assert all(math.isclose(b / a, 10) for a, b in zip(values, values[1:])), values
+    ys = [t["y"] for t in drawn["ticks"]]
+    assert all(math.isclose(ys[i] - ys[i + 1], ys[0] - ys[1], rel_tol=1e-6) for i in range(len(ys) - 1))
+    assert all(drawn["plot"]["top"] <= y <= drawn["plot"]["bottom"] for y in ys)
+    decade = ys[0] - ys[1]
+    for bar in drawn["bars"]:
+        if bar["raw"] > values[0]:
+            expected = ys[0] - decade * math.log10(bar["raw"] / values[0])
+            assert abs(bar["rawTop"] - max(expected, drawn["plot"]["top"])) < 0.01, bar
 
 
 def test_a_short_bar_is_picked_anywhere_in_its_column_and_the_rest_bar_says_what_it_is(tab):

@@ -159,7 +159,7 @@ def test_the_scorers_next_token_is_what_the_chart_shows_once_the_text_is_the_pro
     score_by_pasting(tab, TEXT)
     R = tab.page.evaluate("() => DPScore.state.R")
     tab.click(".ds-use")
-    tab.wait("n => document.querySelector('.dp-main').layout.meta.position === n", len(R["tokens"]))
+    tab.wait("n => document.querySelector('.dp-main').drawn.meta.position === n", len(R["tokens"]))
     tab.ready()
     assert tab.page.input_value(".dp-prompt") == TEXT
     chart = tab.page.evaluate("""ids => { const P = DP.state.live; const p = DPPipeline.rawProbs(P);

@@ -61,7 +61,7 @@ def test_chart_newest_text_actions_and_active_cards_share_one_laptop_screen(brow
         assert tab.page.evaluate("() => scrollY") == 0
         active = boxes(tab, ".dp-chain-card.dp-chain-on")
         assert len(active) == 6, active
-        for part in boxes(tab, ".dp-main .main-svg") + boxes(tab, ".dp-step, .dp-generate") + active:
+        for part in boxes(tab, ".dp-main canvas") + boxes(tab, ".dp-step, .dp-generate") + active:
             assert part["inside"], part
         assert tab.page.evaluate(NEWEST_SHOWN), "the newest token is below the window or scrolled out of the text"
         # The chart is wide enough to read: at least half the work column.

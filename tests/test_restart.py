@@ -31,10 +31,11 @@ pytestmark = pytest.mark.browser
 
 # What a person sees of a tab's session: the text, the chart's bars and what they stand for,
 # the draw's u, and the logits the chart was computed from.
-VIEW = """() => { const d = document.querySelector('.dp-main'), m = d.layout.meta;
+VIEW = """() => { const d = document.querySelector('.dp-main'), m = d.drawn.meta;
   return { text: document.querySelector('.dp-text').innerText, steps: m.steps, position: m.position,
            ids: m.ids, labels: m.labels, next: m.next_token, u: m.u, settings: m.settings,
-           bars: d.data.map((t) => Array.from(t.y)), raw: Array.from(DP.state.live.raw) }; }"""
+           bars: d.drawn.bars.map((b) => [b.id, b.final, b.raw, b.finalColour, b.rawColour]),
+           lines: d.drawn.lines, raw: Array.from(DP.state.live.raw) }; }"""
 # The page's status line; a page being reloaded has none for a moment.
 STATUS = "() => (document.querySelector('.dp-status') || {}).textContent || ''"
 RESTORED = f"() => ({STATUS})().includes('rebuilt from this page')"

@@ -1,5 +1,5 @@
 """The page's fixed pieces: the HTML skeleton of the playground, the script that mounts it,
-and the static files (our JS/CSS and the plotly.js that the plotly wheel ships: no CDN).
+and the static files (our JS and CSS: no CDN).
 
 The skeleton is filled in by the page code (static/app.js and friends) from the props that
 build_demo hands it: the sampling table of model/sampling.py, the limits, the presets and
@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
-SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "chart.js", "text.js",
+SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "bar_canvas.js",
+           "chart_hits.js", "chart.js", "text.js",
            "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "app.js")
 
 
@@ -21,26 +22,15 @@ def static_url(name: str, path: Path | None = None) -> str:
     return f"gradio_api/file={path.resolve()}?v={int(path.stat().st_mtime)}"
 
 
-def plotly_js_path() -> Path:
-    import plotly
-
-    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall plotly (pip install plotly==7.1.0); "
-                                "the chart is drawn with the plotly.js that its wheel ships")
-    return path
-
-
 def head_html() -> str:
     """The <head> tags the playground component loads before its js_on_load runs."""
     return (f'<link rel="stylesheet" href="{static_url("playground.css")}">'
-            f'<script src="{static_url("plotly.min.js", plotly_js_path())}"></script>'
             + "".join(f'<script src="{static_url(name)}"></script>' for name in SCRIPTS))
 
 
 def static_paths() -> list[str]:
-    """What gr.set_static_paths must allow: our folder and plotly.min.js, nothing else."""
-    return [str(STATIC), str(plotly_js_path())]
+    """What gr.set_static_paths must allow: our folder, nothing else."""
+    return [str(STATIC)]
 
 
 # The order of the parts is the keyboard's order (prompt, then the actions, the chart, the
@@ -147,7 +137,7 @@ TEMPLATE = """
 # The page code may still be loading when the component mounts: wait for it.
 MOUNT_JS = """
 (function mount() {
-  if (!(window.DP && window.DP.mount && window.Plotly)) return setTimeout(mount, 25);
+  if (!(window.DP && window.DP.mount)) return setTimeout(mount, 25);
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
   // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
   DP.mount(element, trigger, props, watch);

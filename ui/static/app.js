@@ -193,7 +193,7 @@
 
     function render(force) {
       const P = st.shown;
-      if (!P || !global.Plotly) return;
+      if (!P) return;
       const inspecting = P.mode === "inspect";
       const s = inspecting ? PL.normalise(P.chosen_settings) : settingsNow();
       const key = P._id + "|" + JSON.stringify(s) + "|" + st.logScale + "|" + $(".dp-main").clientWidth;
@@ -201,28 +201,31 @@
       st.lastKey = key;
       const div = $(".dp-main");
       const height = fit.chartHeight();
-      const out = CH.draw(div, P, s, { labelOf, logScale: st.logScale, compare: st.compareOn, height });
+      const opts = { labelOf, logScale: st.logScale, height };
+      // Compare mode: A (yours) and B drawn alike, side by side (DPChart.drawPair).
+      const sB = st.compareOn ? compareSettings() : null;
+      const [out, outB] = sB
+        ? CH.drawPair([{ div, P, s }, { div: $(".dp-compare-plot"), P, s: sB, opts: { pickable: false } }], opts)
+        : [CH.draw(div, P, s, opts), null];
       chain.show(inspecting ? null : out.R, { labelOf, mu: text.mus() });
       markRepeat(inspecting ? null : P, out.R);
       $(".dp-stats").innerHTML = CH.statsHtml(P, out.R, out.fig, P.u, labelOf);
       $(".dp-key").innerHTML = CH.keyHtml(out.R);
       $(".dp-key-box").hidden = false;
       heading(P);
+      if (outB) compareText(P, sB, outB);
       // The numbers above the chart are new: where they moved the chart, its height follows.
       const fitted = fit.chartHeight();
       if (fitted !== height) {
-        out.fig.layout.height = fitted;
-        out.promise = out.promise.then(() => global.Plotly.relayout(div, { height: fitted }));
+        CH.resize(div, out, fitted);
+        if (outB) CH.resize($(".dp-compare-plot"), outB, fitted);
       }
-      if (st.compareOn) renderCompare();
-      out.promise.then(() => {
-        CH.placeHits($(".dp-hits"), div, out.fig, P, labelOf, pickToken, (rest) =>
-          toast("This bar gathers the other " + rest.toLocaleString("en") + " tokens. Pick one of the named " +
-            "bars, or Step to let u choose (it can land in here).", "note"));
-        fit.fitText();
-        st.rendered.push(performance.now());
-        if (st.rendered.length > 1000) st.rendered.splice(0, 500);
-      });
+      CH.placeHits($(".dp-hits"), div, out.fig, P, labelOf, pickToken, (rest) =>
+        toast("This bar gathers the other " + rest.toLocaleString("en") + " tokens. Pick one of the named " +
+          "bars, or Step to let u choose (it can land in here).", "note"));
+      fit.fitText();
+      st.rendered.push(performance.now());
+      if (st.rendered.length > 1000) st.rendered.splice(0, 500);
     }
     // DRY's strongest hit, in the text: the run that would repeat (where it ran before and at
     // the end of the text now) and the token that followed it there, the one penalised.
@@ -238,16 +241,16 @@
       text.mark("dp-dry-run", run.filter((i) => i >= 0));
       text.mark("dp-dry-next", next.filter((i) => i >= 0));
     }
-    function renderCompare() {
-      const P = st.shown, div = $(".dp-compare-plot");
-      const s = st.compareWith === "pinned" && st.pinned ? st.pinned
+    function compareSettings() {
+      return st.compareWith === "pinned" && st.pinned ? st.pinned
         : PL.normalise(Object.assign(PL.defaults(), (presets[st.compareWith] || { settings: { temperature: 0 } }).settings));
-      const out = CH.draw(div, P, s, { labelOf, logScale: st.logScale, compare: true, height: fit.chartHeight() });
-      // A and B are drawn alike: a one-line title, the same height; B's numbers go below it
-      // (A's are above both).
+    }
+    // A and B are drawn alike: a one-line title, the same height; B's numbers go below it
+    // (A's are above both).
+    function compareText(P, sB, outB) {
       $(".dp-a-title").textContent = "A: your settings (" + CH.settingsText(settingsNow()) + ")";
-      $(".dp-b-title").textContent = "B: " + CH.settingsText(s);
-      $(".dp-compare-stats").innerHTML = CH.statsHtml(P, out.R, out.fig, P.u, labelOf);
+      $(".dp-b-title").textContent = "B: " + CH.settingsText(sB);
+      $(".dp-compare-stats").innerHTML = CH.statsHtml(P, outB.R, outB.fig, P.u, labelOf);
     }
     function setCompare(on) {
       st.compareOn = on;
@@ -289,7 +292,7 @@
       const t = ev.target;
       if (t.classList.contains("dp-log")) { st.logScale = t.checked; render(true); }
       if (t.classList.contains("dp-compare-on")) setCompare(t.checked);
-      if (t.classList.contains("dp-compare-with")) { st.compareWith = t.value; if (st.compareOn) renderCompare(); }
+      if (t.classList.contains("dp-compare-with")) { st.compareWith = t.value; if (st.compareOn) render(true); }
     });
     let resizeTimer = null;
     window.addEventListener("resize", () => {

@@ -1,20 +1,22 @@
 /* The next-token chart: one step's distribution as bars, redrawn on every settings change
-   from the step's logits (pipeline.js), with Plotly.react on a div that stays.
+   from the step's logits (pipeline.js), painted on a canvas (bar_canvas.js).
 
    Grey bars behind are the raw distribution (T = 1, no filters); coloured bars are what the
    settings leave; outlined, pale ones were removed, in the colour of the stage that removed
-   them. (Not hatched: Plotly's pattern fills cost a quarter of each redraw, measured by
-   benchmarks/bench_slider.py.)
+   them.
    The line is the cumulative probability in sampling order and u, the step's uniform draw,
    is marked on it: the bar where the line first reaches u is the token sampling picks.
 
    Over the plot lies one transparent button per bar, the whole height of its column: that is
-   what a click, a tap or Enter hits (a 2-pixel tail bar is as easy to pick as a tall one),
-   and what Tab walks through. */
+   what a click, a tap or Enter hits, and what shows the bar's hover label (chart_hits.js).
+
+   Public for other views: draw (one chart, with an optional overlay of one more value per
+   token), drawPair (two charts side by side, drawn alike), resize, statsHtml, keyHtml. */
 (function (global) {
   "use strict";
-  const PL = global.DPPipeline;
+  const PL = global.DPPipeline, H = global.DPChartHits;
   const BLUE = "#2563eb", AMBER = "#f59e0b", GREY = "#cbd5e1", INK = "#334155", PALE = "#93c5fd";
+  const OVERLAY = "#111827"; // an overlay's default colour: no stage's, darker than the lines
 
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
   const fmtP = (p) => (p >= 0.001 || p === 0 ? p.toFixed(3) : p.toExponential(1));
@@ -35,6 +37,18 @@
     return Math.max(8, Math.min(25, Math.floor(w / (compare ? 34 : 30))));
   }
 
+  // An overlay's value for each shown id, and for the rest bar the sum over every other id
+  // (or its own `rest`, where the caller knows it).
+  function overlayValues(overlay, ids) {
+    const values = overlay.values instanceof Map ? overlay.values : new Map(Object.entries(overlay.values).map(([k, v]) => [Number(k), v]));
+    const shown = new Set(ids);
+    let rest = 0;
+    for (const [id, v] of values) if (!shown.has(id)) rest += v;
+    return { of: (id) => values.get(id) || 0, rest: overlay.rest !== undefined ? overlay.rest : rest };
+  }
+
+  /* What to draw for step P under settings R (pipeline.js's result): the canvas' spec, the
+     hover text of each bar, and the numbers (meta) that tests and the API's readers check. */
   function figure(P, R, u, opts) {
     const raw = PL.rawProbs(P);
     const n = opts.bars;
@@ -42,129 +56,92 @@
     const seen = new Set();
     const labels = ids.map((id) => {
       let l = opts.labelOf(id);
-      if (seen.has(l)) l += " ·" + id; // category labels must be unique
+      if (seen.has(l)) l += " ·" + id; // two tokens may print alike: the id tells them apart
       seen.add(l);
       return l;
     });
-    const shown = labels.map(esc);
-    // A lone punctuation mark is a speck at tick size: bold, between brackets, it reads.
-    const ticks = labels.map((l, i) => (/^[\p{P}\p{S}]{1,2}$/u.test(l) ? "<b>⟨" + shown[i] + "⟩</b>" : shown[i]));
     const rest = P.V - ids.length;
     const draw = R.nKept > 0 ? PL.pick(R, u) : null;
     // Looking back, highlight the token that was chosen (a picked one need not be where u lands).
     const landed = P.mode === "inspect" ? P.chosen : draw ? draw.token : -1;
     const rank = new Map();
     for (let i = 0; i < R.nKept; i++) rank.set(R.order[i], i + 1);
-    const colourOf = {};
-    for (const st of R.stages) colourOf[st.name] = st.colour;
-    const titleOf = {};
-    for (const st of R.stages) titleOf[st.name] = st.title;
+    const colourOf = {}, titleOf = {};
+    for (const st of R.stages) { colourOf[st.name] = st.colour; titleOf[st.name] = st.title; }
+    const over = opts.overlay ? overlayValues(opts.overlay, ids) : null;
 
-    const yFinal = [], yRaw = [], cFinal = [], cRaw = [], lineC = [], hover = [];
-    const cum = [], cumTopP = [];
+    const specBars = [], hover = [], cum = [], cumTopP = [];
     let c = 0, cp = 0, finalShown = 0, rawShown = 0;
     const tp = R.why.top_p;
+    const mark = P.mode === "inspect" ? "chosen at this step" : draw && draw.greedy ? "greedy pick" : "u lands here";
     ids.forEach((id, i) => {
       const f = R.probs[id];
-      yFinal.push(f); yRaw.push(raw[id]);
       finalShown += f; rawShown += raw[id];
       c += f; cum.push(Math.min(c, 1));
       if (tp) { cp += tp.probs[id]; cumTopP.push(Math.min(cp, 1)); }
       const head = "<b>" + esc(labels[i]) + "</b>  id " + id + "<br>";
+      const bar = { id, label: labels[i], tick: labels[i], back: raw[id], front: f,
+        frontFill: id === landed ? AMBER : BLUE, backFill: GREY, backLine: GREY,
+        // A lone punctuation mark is a speck at tick size: bold, between brackets, it reads.
+        bold: /^[\p{P}\p{S}]{1,2}$/u.test(labels[i]) };
+      if (bar.bold) bar.tick = "⟨" + labels[i] + "⟩";
       let h;
       if (R.removedBy[id] >= 0) {
         const stage = R.stages[R.removedBy[id]].name;
-        cRaw.push(colourOf[stage] + "40"); lineC.push(colourOf[stage]);
+        bar.backFill = colourOf[stage] + "40"; bar.backLine = colourOf[stage];
         h = head + "raw p = " + fmtP(raw[id]) + "<br><b>removed by " + titleOf[stage] + "</b>: " +
           esc(PL.removalReason(R, id));
       } else {
-        cRaw.push(GREY); lineC.push(GREY);
         h = head + "raw p = " + fmtP(raw[id]) + " → final p = " + fmtP(f) + "<br>rank " +
           rank.get(id) + ", cumulative " + fmtP(c);
       }
-      cFinal.push(id === landed ? AMBER : BLUE);
-      const mark = P.mode === "inspect" ? "chosen at this step" : draw && draw.greedy ? "greedy pick" : "u lands here";
+      if (over) {
+        bar.overlay = over.of(id);
+        h += "<br>" + esc(opts.overlay.label) + ": " + fmtP(bar.overlay);
+      }
+      specBars.push(bar);
       hover.push(h + (id === landed ? "<br><b>" + mark + "</b>" : "") +
-        (P.mode === "live" ? "<br><i>click, tap or Enter to pick this token</i>" : ""));
+        (P.mode === "live" && opts.pickable !== false ? "<br><i>click, tap or Enter to pick this token</i>" : ""));
     });
-    const restLabel = "rest (" + rest.toLocaleString("en") + ")";
-    const finalRest = Math.max(0, 1 - finalShown), rawRest = Math.max(0, 1 - rawShown);
     if (rest > 0) {
-      shown.push(restLabel); yFinal.push(finalRest); yRaw.push(rawRest);
-      cFinal.push(ids.length && landed >= 0 && !ids.includes(landed) ? AMBER : PALE);
-      cRaw.push(GREY); lineC.push(GREY);
-      hover.push("<b>the other " + rest.toLocaleString("en") + " tokens</b><br>raw mass " + pct(rawRest) +
-        " → final mass " + pct(finalRest));
+      const finalRest = Math.max(0, 1 - finalShown), rawRest = Math.max(0, 1 - rawShown);
+      const label = "rest (" + rest.toLocaleString("en") + ")";
+      const bar = { id: null, label, tick: label, bold: false, back: rawRest, front: finalRest,
+        backFill: GREY, backLine: GREY, frontFill: ids.length && landed >= 0 && !ids.includes(landed) ? AMBER : PALE };
+      let h = "<b>the other " + rest.toLocaleString("en") + " tokens</b><br>raw mass " + pct(rawRest) +
+        " → final mass " + pct(finalRest);
+      if (over) { bar.overlay = over.rest; h += "<br>" + esc(opts.overlay.label) + ": " + pct(over.rest); }
+      specBars.push(bar);
+      hover.push(h);
       cum.push(1);
       if (tp) cumTopP.push(1);
     }
-    const where = landed < 0 ? null : ids.includes(landed) ? shown[ids.indexOf(landed)] : restLabel;
-    const hasU = Boolean(where && draw && !draw.greedy && u !== null && u !== undefined);
-
-    const data = [
-      { type: "bar", name: "final", x: shown, y: yFinal, width: 0.5, zorder: 3,
-        marker: { color: cFinal }, hovertext: hover, hovertemplate: "%{hovertext}<extra></extra>" },
-      { type: "bar", name: "raw", x: shown, y: yRaw, width: 0.86, zorder: 1,
-        marker: { color: cRaw, line: { color: lineC, width: 1.5 } }, hovertext: hover, hovertemplate: "%{hovertext}<extra></extra>" },
-      { type: "scatter", name: "cumulative", x: shown, y: cum, yaxis: "y2", zorder: 4,
-        mode: "lines+markers", line: { color: INK, width: 1.5 },
-        // the point where the curve first reaches u is the drawn token: marked in amber
-        marker: { size: shown.map((l) => (l === where ? 12 : 4)),
-          color: shown.map((l) => (l === where ? AMBER : INK)),
-          symbol: shown.map((l) => (l === where ? "diamond" : "circle")) },
-        hoverinfo: "skip" },
-    ];
-    if (tp) {
-      data.push({ type: "scatter", name: "cumulative entering top-p", x: shown, y: cumTopP,
-        yaxis: "y2", zorder: 4, mode: "lines", line: { color: colourOf.top_p, width: 1.5, dash: "dot" },
-        hoverinfo: "skip" });
-    }
-    // The lines' labels sit on a light backing: they often cross a bar.
-    const shapes = [], annotations = [], LABEL_BG = "rgba(255, 255, 255, 0.85)";
-    if (hasU) {
-      shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y2", y0: u, y1: u,
-        line: { color: AMBER, width: 1.5, dash: "dash" } });
-      annotations.push({ xref: "paper", x: 1, xanchor: "right", yref: "y2", y: u, yanchor: "bottom",
-        text: "u = " + u.toFixed(3), showarrow: false, font: { color: "#b45309", size: 11 }, bgcolor: LABEL_BG });
-    }
-    if (tp) {
-      shapes.push({ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y2", y0: R.settings.top_p,
-        y1: R.settings.top_p, line: { color: colourOf.top_p, width: 1, dash: "dot" } });
-      annotations.push({ xref: "paper", x: 0, xanchor: "left", yref: "y2", y: R.settings.top_p,
-        yanchor: "bottom", text: "p = " + R.settings.top_p, showarrow: false,
-        font: { color: colourOf.top_p, size: 11 }, bgcolor: LABEL_BG });
-    }
-    const log = opts.logScale;
-    let floor = 1;
-    for (const v of yRaw.concat(yFinal)) if (v > 0 && v < floor) floor = v;
-    const layout = {
-      meta: {
-        settings: R.settings, step: P.step, steps: P.steps, position: P.position, mode: P.mode,
-        model: P.model, kept: R.nKept, entropy_bits: R.entropy, effective_vocab: Math.pow(2, R.entropy),
-        raw_entropy_bits: PL.entropyOf(raw), u: draw && !draw.greedy ? u : null,
-        next_token: draw ? { id: landed, label: opts.labelOf(landed), greedy: draw.greedy } : null,
-        ids, labels, stages: R.stages.map((st) => st.name),
-      },
-      barmode: "overlay", bargap: 0.1, width: opts.width, height: opts.height,
-      margin: { l: 52, r: 44, t: 10, b: 8 }, uirevision: "dp",
-      hovermode: "closest", hoverlabel: { align: "left" }, showlegend: false,
-      xaxis: { type: "category", tickangle: opts.compare ? -90 : -50, automargin: true, fixedrange: true,
-        tickmode: "array", tickvals: shown, ticktext: ticks,
-        tickfont: { family: "ui-monospace, SFMono-Regular, Menlo, monospace", size: opts.compare ? 10 : 12 } },
-      yaxis: log
-        ? { title: { text: "probability (log)" }, type: "log", dtick: 1, exponentformat: "power",
-          range: [Math.max(-12, Math.floor(Math.log10(floor))), 0.05], fixedrange: true, gridcolor: "#eef2f7" }
-        : { title: { text: "probability" }, type: "linear", fixedrange: true, rangemode: "tozero", gridcolor: "#eef2f7" },
-      yaxis2: { title: { text: "cumulative" }, overlaying: "y", side: "right", range: [0, 1.02],
-        tickvals: [0, 0.25, 0.5, 0.75, 1], showgrid: false, fixedrange: true, zeroline: false },
-      shapes, annotations,
-      paper_bgcolor: "rgba(0,0,0,0)", plot_bgcolor: "rgba(0,0,0,0)",
-      font: { family: "Inter, ui-sans-serif, system-ui, sans-serif", size: 12, color: "#1f2937" },
+    const where = landed < 0 ? -1 : ids.includes(landed) ? ids.indexOf(landed) : rest > 0 ? ids.length : -1;
+    const hasU = Boolean(where >= 0 && draw && !draw.greedy && u !== null && u !== undefined);
+    // The point where the cumulative line first reaches u is the drawn token: a diamond.
+    const lines = [{ name: "cumulative", values: cum, colour: INK, markers: true, marked: where, markedColour: AMBER }];
+    if (tp) lines.push({ name: "cumulative entering top-p", values: cumTopP, colour: colourOf.top_p, dash: "dot" });
+    const rules = [];
+    if (hasU) rules.push({ name: "u", y: u, colour: AMBER, dash: "dash", width: 1.5, label: "u = " + u.toFixed(3), labelColour: "#b45309", side: "right" });
+    if (tp) rules.push({ name: "top_p", y: R.settings.top_p, colour: colourOf.top_p, dash: "dot", label: "p = " + R.settings.top_p, side: "left" });
+    const spec = {
+      width: opts.width, height: opts.height, log: Boolean(opts.logScale), compare: Boolean(opts.compare),
+      bars: specBars, lines, rules,
+      overlay: over ? { colour: opts.overlay.colour || OVERLAY } : null,
+      yTitle: opts.logScale ? "probability (log)" : "probability", y2Title: "cumulative",
     };
-    return { data, layout, ids, draw, landed, where, rest, labels };
+    const meta = {
+      settings: R.settings, step: P.step, steps: P.steps, position: P.position, mode: P.mode,
+      model: P.model, kept: R.nKept, entropy_bits: R.entropy, effective_vocab: Math.pow(2, R.entropy),
+      raw_entropy_bits: PL.entropyOf(raw), u: draw && !draw.greedy ? u : null,
+      next_token: draw ? { id: landed, label: opts.labelOf(landed), greedy: draw.greedy } : null,
+      ids, labels, stages: R.stages.map((st) => st.name),
+    };
+    return { spec, meta, hover, ids, draw, landed, rest, labels };
   }
 
-  function keyHtml(R) {
+  /* The key to what is drawn; overlay: draw's overlay option, if one is drawn. */
+  function keyHtml(R, overlay) {
     const items = [
       '<span><i class="dp-sw dp-sw-final"></i>final (your settings)</span>',
       '<span><i class="dp-sw dp-sw-landed"></i>the token u lands on</span>',
@@ -178,6 +155,10 @@
     items.push('<span><i class="dp-ln dp-ln-cum"></i>cumulative</span>');
     if (R.why.top_p) items.push('<span><i class="dp-ln dp-ln-topp"></i>cumulative entering top-p</span>');
     if (R.settings.temperature !== 0) items.push('<span><i class="dp-ln dp-ln-u"></i>u, the random draw</span>');
+    if (overlay) {
+      items.push('<span><i class="dp-sw dp-sw-overlay" style="border-color:' + esc(overlay.colour || OVERLAY) + '"></i>' +
+        esc(overlay.label) + "</span>");
+    }
     return items.join("");
   }
 
@@ -189,7 +170,7 @@
     }
     let keptMass = 0;
     for (let i = 0; i < R.nKept; i++) keptMass += raw[R.order[i]];
-    const rawH = fig.layout.meta.raw_entropy_bits;
+    const rawH = fig.meta.raw_entropy_bits;
     const label = esc(labelOf(fig.landed));
     const out = [];
     out.push('<span class="dp-stat"><b>' + R.nKept.toLocaleString("en") + "</b> of " +
@@ -217,75 +198,90 @@
     return out.join("");
   }
 
-  /* Draw payload P with settings s into div; returns what was drawn. */
-  function draw(div, P, s, opts) {
+  function canvasOf(div) {
+    let canvas = div.querySelector(":scope > canvas.dp-canvas");
+    if (!canvas) {
+      canvas = document.createElement("canvas");
+      canvas.className = "dp-canvas";
+      canvas.setAttribute("aria-hidden", "true"); // the hit layer's buttons speak for the bars
+      div.prepend(canvas);
+      div.classList.add("dp-canvas-chart");
+    }
+    return canvas;
+  }
+
+  /* Paint a figure into div, and keep on the div what was drawn where (div.drawn): each bar's
+     id, label, heights, colours and pixel column, the ticks, the axes, the lines and the
+     numbers (meta). The hit layer is placed from it, and tests read it. */
+  function paint(div, fig) {
+    const at = global.DPBarCanvas.paint(canvasOf(div), fig.spec);
+    div.drawn = {
+      meta: fig.meta, width: at.width, height: at.height, dpr: at.dpr, plot: at.plot,
+      yaxis: at.yaxis, y2axis: at.y2axis, ticks: at.ticks, rules: at.rules,
+      overlay: fig.spec.overlay ? { label: fig.overlayLabel, colour: fig.spec.overlay.colour } : null,
+      lines: Object.fromEntries(fig.spec.lines.map((l) => [l.name, l.values.slice()])),
+      bars: fig.spec.bars.map((b, i) => ({
+        id: b.id, label: b.label, tick: at.ticks[i].text, final: b.front, raw: b.back,
+        finalColour: b.frontFill, rawColour: b.backFill, rawLine: b.backLine,
+        overlay: b.overlay === undefined ? null : b.overlay,
+        x0: at.bars[i].x0, x1: at.bars[i].x1, finalTop: at.bars[i].frontTop, rawTop: at.bars[i].backTop,
+        overlayTop: at.bars[i].overlayTop,
+      })),
+      hover: fig.hover,
+    };
+    H.follow(div);
+    const tip = div.querySelector(":scope > .dp-bar-tip");
+    if (tip && !tip.hidden) H.showTip(div, Number(tip.dataset.index)); // the label follows the bar
+
+    return div.drawn;
+  }
+
+  function build(div, P, s, opts) {
     const R = PL.transform(P, s);
-    // The width is given, not left to Plotly: it sizes a plot only when first drawn and on a
-    // window resize, so a chart that shares its row with the compare chart would keep its
-    // full width and lie under the other one.
-    const width = div.clientWidth || undefined;
+    const width = div.clientWidth || 800;
     const fig = figure(P, R, P.u, Object.assign({ bars: bars(div, opts.compare), width,
       height: width < 520 ? 300 : 380 }, opts));
-    const promise = global.Plotly.react(div, fig.data, fig.layout, { displayModeBar: false, responsive: true });
-    return { R, fig, promise };
+    if (opts.overlay) fig.overlayLabel = opts.overlay.label;
+    return { R, fig };
   }
 
-  /* The hit layer: one button per bar, the whole height of its column. The buttons are kept
-     from one drawing to the next (only moved and relabelled) and listened to through the layer,
-     so a redraw on every slider move costs next to nothing here. */
-  function placeHits(layer, div, fig, P, labelOf, onPick, onRest) {
-    const full = div._fullLayout;
-    if (!full || !full.xaxis || !fig.draw) { layer.textContent = ""; return; }
-    if (!layer._dp) listen(layer, div);
-    layer._dp = { fig, onPick, onRest };
-    const xa = full.xaxis, ya = full.yaxis;
-    const n = fig.data[0].x.length;
-    const band = n > 1 ? Math.abs(xa.l2p(1) - xa.l2p(0)) : xa._length;
-    const height = (fig.layout.height || full.height) - ya._offset; // no layout read
-    const live = P.mode === "live";
-    while (layer.children.length > n) layer.lastChild.remove();
-    while (layer.children.length < n) {
-      const b = document.createElement("button");
-      b.type = "button";
-      layer.appendChild(b);
+  /* Draw payload P with settings s into div; returns {R: the pipeline's result, fig}.
+     opts: labelOf(id), logScale, compare (half-width: smaller, vertical ticks), height,
+     pickable (false: the hover text does not offer a pick), and overlay: {label, values:
+     Map or {id: value} on the probability scale, colour?, rest?}, one more value per token
+     drawn as a hollow bar over its bar (e.g. how often each token was sampled), its label in
+     the hover text and in keyHtml's key. */
+  function draw(div, P, s, opts) {
+    const out = build(div, P, s, opts);
+    paint(div, out.fig);
+    return out;
+  }
+
+  /* Two charts side by side, drawn alike: the same height, the same number of bars, half-width
+     ticks, on one probability scale where opts.sameScale (two models, one question: the bars
+     compare by height). items: [{div, P, s, opts?}, {div, P, s, opts?}], each item's opts
+     over the shared opts. Returns the two draws' results, A's first. */
+  function drawPair(items, opts) {
+    const n = Math.min(...items.map((it) => bars(it.div, true)));
+    const outs = items.map((it) => build(it.div, it.P, it.s, Object.assign({}, opts, it.opts || {}, { compare: true, bars: n })));
+    if (opts.sameScale) {
+      let hi = 0, lo = 1;
+      for (const o of outs) {
+        for (const b of o.fig.spec.bars) {
+          for (const v of [b.back, b.front, b.overlay]) { if (v > hi) hi = v; if (v > 0 && v < lo) lo = v; }
+        }
+      }
+      for (const o of outs) { o.fig.spec.yMax = hi; o.fig.spec.yMin = lo; }
     }
-    for (let i = 0; i < n; i++) {
-      const b = layer.children[i], isRest = i >= fig.ids.length, p = fig.data[0].y[i];
-      b.className = "dp-hit" + (isRest ? " dp-hit-rest" : "");
-      b.dataset.index = i;
-      b.style.cssText = "left:" + (xa._offset + xa.l2p(i) - band / 2) + "px;width:" + band + "px;top:" +
-        ya._offset + "px;height:" + height + "px";
-      b.setAttribute("aria-label", isRest
-        ? "the other " + fig.rest.toLocaleString("en") + " tokens, final mass " + pct(p)
-        : (i + 1) + ": " + fig.labels[i] + ", final probability " + fmtP(p) + (live ? ", Enter picks it" : ""));
-    }
+    outs.forEach((o, i) => paint(items[i].div, o.fig));
+    return outs;
   }
 
-  function listen(layer, div) {
-    const index = (ev) => { const b = ev.target.closest(".dp-hit"); return b ? Number(b.dataset.index) : -1; };
-    layer.addEventListener("mouseover", (ev) => { const i = index(ev); if (i >= 0) hover(div, i); });
-    layer.addEventListener("focusin", (ev) => { const i = index(ev); if (i >= 0) hover(div, i); });
-    layer.addEventListener("mouseleave", () => global.Plotly.Fx.unhover(div));
-    layer.addEventListener("focusout", () => global.Plotly.Fx.unhover(div));
-    layer.addEventListener("click", (ev) => {
-      const i = index(ev), d = layer._dp;
-      if (i < 0 || !d) return;
-      if (i >= d.fig.ids.length) d.onRest(d.fig.rest);
-      else d.onPick(d.fig.ids[i]);
-    });
-    layer.addEventListener("keydown", (ev) => {
-      const i = index(ev);
-      if (i < 0 || (ev.key !== "ArrowRight" && ev.key !== "ArrowLeft")) return;
-      const next = layer.children[i + (ev.key === "ArrowRight" ? 1 : -1)];
-      if (next) next.focus();
-      ev.preventDefault();
-      ev.stopPropagation();
-    });
+  /* The same figure at another height (the numbers above the chart moved it). */
+  function resize(div, out, height) {
+    out.fig.spec.height = height;
+    paint(div, out.fig);
   }
 
-  function hover(div, i) {
-    try { global.Plotly.Fx.hover(div, [{ curveNumber: 0, pointNumber: i }]); } catch (e) { /* not drawn yet */ }
-  }
-
-  global.DPChart = { draw, placeHits, statsHtml, keyHtml, settingsText, esc, fmtP, pct };
+  global.DPChart = { draw, drawPair, resize, placeHits: H.place, statsHtml, keyHtml, settingsText, esc, fmtP, pct };
 })(window);
