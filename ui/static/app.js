@@ -210,7 +210,8 @@
       chain.show(inspecting ? null : out.R, { labelOf, mu: text.mus() });
       markRepeat(inspecting ? null : P, out.R);
       $(".dp-stats").innerHTML = CH.statsHtml(P, out.R, out.fig, P.u, labelOf);
-      $(".dp-key").innerHTML = CH.keyHtml(out.R);
+      const keyHtml = CH.keyHtml(out.R);
+      if (keyHtml !== st.keyHtml) { $(".dp-key").innerHTML = keyHtml; st.keyHtml = keyHtml; } // unchanged: no relayout
       $(".dp-key-box").hidden = false;
       heading(P);
       if (outB) compareText(P, sB, outB);
@@ -264,9 +265,10 @@
       const banner = $(".dp-banner");
       if (P.mode !== "inspect") {
         banner.hidden = true;
-        $(".dp-heading").innerHTML = "Next token after <b>" + P.position + "</b> token" + (P.position === 1 ? "" : "s") +
+        const html = "Next token after <b>" + P.position + "</b> token" + (P.position === 1 ? "" : "s") +
           (P.steps ? " · step " + P.steps + " of at most " + P.max_steps : "") +
           ' <span class="dp-muted">· hover a bar; click or tap picks it</span>';
+        if ($(".dp-heading").innerHTML !== html) $(".dp-heading").innerHTML = html; // a slider move: unchanged
         return;
       }
       banner.hidden = false;
