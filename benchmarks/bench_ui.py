@@ -1,8 +1,8 @@
 """Playground latency in headless Chromium, measured side by side in one run (the machine's
 cores are shared, so only numbers taken together compare):
 
-- slider -> chart: a control's 'input' event, as a drag makes it, until Plotly.react has
-  redrawn the chart (the page records each finished render);
+- slider -> chart: a control's 'input' event, as a drag makes it, until the chart has been
+  painted again (the page records each finished render);
 - Step -> chart and text; a bare Gradio round trip (a one-button app) for scale;
 - Stop: a real mouse click on Stop halfway through a Generate, until no more tokens appear,
   counted from the moment the click reached the browser (its event's timeStamp), so a main
@@ -259,7 +259,7 @@ def table(out: dict, command: str) -> str:
               f"{max(r['long'], default=0):.0f} ms (target: none). After the last token, when each "
               f"Generate had ended, the final chart is drawn: {len(r['long_after'])} long task"
               f"{'' if len(r['long_after']) == 1 else 's'}, the "
-              f"longest {max(r['long_after'], default=0):.0f} ms (Plotly drawing a new step's bars).", "",
+              f"longest {max(r['long_after'], default=0):.0f} ms (drawing a new step's chart).", "",
               f"Command: `{command}`", ""]
     return "\n".join(lines)
 

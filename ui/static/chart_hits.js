@@ -84,7 +84,7 @@
      room above it. */
   function showTip(div, i) {
     const d = div.drawn;
-    if (!d || !d.bars[i]) return;
+    if (!d || !d.bars[i]) { hideTip(div); return; } // a redraw with fewer bars
     let tip = div.querySelector(":scope > .dp-bar-tip");
     if (!tip) {
       tip = document.createElement("div");
