@@ -259,6 +259,11 @@
         ? "the other " + fig.rest.toLocaleString("en") + " tokens, final mass " + pct(p)
         : (i + 1) + ": " + fig.labels[i] + ", final probability " + fmtP(p) + (live ? ", Enter picks it" : ""));
     }
+    // ---- hook: overlays over the bars (futures.js's draws) get each column's place ----
+    if (global.DPChart.overlay) {
+      global.DPChart.overlay(layer, P, { ids: fig.ids, rest: n > fig.ids.length, band,
+        left: (i) => xa._offset + xa.l2p(i) - band / 2, y: (p) => ya._offset + ya.c2p(p) });
+    }
   }
 
   function listen(layer, div) {
