@@ -147,3 +147,55 @@ def test_each_step_records_the_entropy_of_the_distribution_it_was_drawn_from(bpe
     assert record.entropy == pytest.approx(-sum(x * math.log2(x) for x in p if x > 0), rel=1e-12)
     assert record.raw_entropy == pytest.approx(-sum(x * math.log2(x) for x in q if x > 0), rel=1e-12)
     assert 0 < record.entropy <= math.log2(10) + 1e-12
+
+
+# ---- through the page's handlers and the API (ui/actions.py, ui/api.py) ----
+
+@pytest.fixture(scope="module")
+def page_registry(tmp_path_factory):
+    from testkit.models import make_tiny_checkpoint
+    from ui.state import ModelRegistry
+    return ModelRegistry([str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny")))])
+
+
+def test_page_sample_continuations_and_open_make_the_text_a_continuation(page_registry):
+    from tests.test_app import Page
+    page = Page(page_registry)
+    page.start("ROMEO:", seed=3)
+    settings = {"temperature": 1.0, "top_k": 30}
+    page.send("step", settings=settings)
+    sample = page.send("sample", n=1000, settings=settings)["sample"]
+    assert sample["n"] == 1000 and sum(c for _, c in sample["counts"]) == 1000
+    # Draw 0 is the token Step picks next.
+    stepped = page.send("step", settings=settings)["text"]["tokens"][-1]
+    assert sample["first"] == stepped["token"] and stepped["h"] > 0 and stepped["sb"] >= 0
+    page.send("undo")
+    rows = page.send("continuations", n=4, m=6, settings=settings)["continuations"]
+    assert [r["seed"] for r in rows] == [3, 4, 5, 6]
+    assert rows[0]["ids"][1] == stepped["token"]  # continuation 0 is what Step/Generate write
+    opened = page.send("open", ids=rows[2]["ids"], settings=settings)
+    assert [t["token"] for t in opened["text"]["tokens"]] == rows[2]["ids"]
+    assert [t["p"] for t in opened["text"]["tokens"]][1:] == rows[2]["p"]
+
+
+def test_limits_are_enforced_with_messages_that_name_the_value(page_registry):
+    import gradio as gr
+
+    from ui.actions import Actions, Limits
+    from ui.api import API
+    api = API(Actions(page_registry, Limits()))
+    user, _ = api.reset(None, "To be", 0, "", False)
+    with pytest.raises(gr.Error, match="N \\(draws\\) must be a whole number from 1 to 10,000.*10001"):
+        api.sample(user, 10_001, {})
+    with pytest.raises(gr.Error, match="continuations must be .* 1 to 16.*17"):
+        api.continuations(user, 17, 5, {})
+    with pytest.raises(gr.Error, match="tokens per continuation .* 1 to 200.*201"):
+        api.continuations(user, 2, 201, {})
+    with pytest.raises(gr.Error, match="room for \\d+ more tokens here, not 200"):
+        api.continuations(user, 2, 200, {})  # the tiny model's context is 64
+    small = API(Actions(page_registry, Limits(continuation_cache_bytes=1000)))
+    user2, _ = small.reset(None, "To be", 0, "", False)
+    with pytest.raises(gr.Error, match="MiB of KV cache; the limit is"):
+        small.continuations(user2, 4, 10, {})
+    out = api.sample(user, 100, {"temperature": 0})
+    assert len(out["counts"]) == 1 and out["tv"] >= 0 and out["counts"][0][2] == 100
