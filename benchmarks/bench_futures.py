@@ -1,6 +1,6 @@
 """Many futures on SmolLM2-135M-Instruct: N draws, and N continuations against one Generate.
 
-    python -m benchmarks.bench_futures [--mode fast] [--repeats 7] [--rows 8] [--tokens 30]
+    python -m benchmarks.bench_futures [--mode fast] [--repeats 7] [--rows 8] [--tokens 30] [--threads 1]
 
 Draws: the server's whole /sample action (the pipeline on the step's 49,152 logits, N draws,
 the counts, TV and KL) for N = 10,000 at T = 1, and at T = 0.8 with top-p 0.95; median ms.
@@ -22,6 +22,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import functools  # noqa: E402
 
+import torch  # noqa: E402
+
 from model.loading import load_model  # noqa: E402
 from model.sampling import SamplingSettings  # noqa: E402
 from ui.actions import Actions, Limits  # noqa: E402
@@ -36,13 +38,16 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--tokens", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the server's default is 1)")
     args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
     name = "smollm2"
     registry = ModelRegistry([name], loader=functools.partial(load_model, mode=args.mode))
     actions = Actions(registry, Limits())
     user = actions.start(None, name, PROMPT, 0)
     other = actions.start(None, name, PROMPT, 0)
-    print(f"model {name} ({args.mode}), vocabulary {user.session.vocab_size:,}, prompt {len(user.session.ids)} tokens")
+    print(f"model {name} ({args.mode}, {args.threads} thread(s)), vocabulary {user.session.vocab_size:,}, "
+          f"prompt {len(user.session.ids)} tokens")
 
     for label, settings in (("T = 1", SamplingSettings()),
                             ("T = 0.8, top-p 0.95", SamplingSettings(temperature=0.8, top_p=0.95))):

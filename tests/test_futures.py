@@ -199,3 +199,17 @@ def test_limits_are_enforced_with_messages_that_name_the_value(page_registry):
         small.continuations(user2, 4, 10, {})
     out = api.sample(user, 100, {"temperature": 0})
     assert len(out["counts"]) == 1 and out["tv"] >= 0 and out["counts"][0][2] == 100
+
+
+def test_the_page_events_answer_junk_with_a_message_and_leave_the_text_alone(page_registry):
+    from tests.test_app import Page
+    page = Page(page_registry)
+    page.start("ROMEO:", seed=3)
+    page.send("step", settings={})
+    before = list(page.session.ids)
+    for action, data in [("sample", {"n": 10_001}), ("sample", {"n": "many"}), ("sample", {"settings": [1]}),
+                         ("continuations", {"n": 0, "m": 5}), ("continuations", {"n": 2, "m": float("nan")}),
+                         ("open", {"ids": "abc"}), ("open", {"ids": [-1]}), ("open", {"ids": [10**9]})]:
+        out = page.send(action, **data)
+        assert out["notice"]["kind"] == "error" and len(out["notice"]["text"]) > 10, (action, data)
+        assert page.session.ids == before, (action, data)
