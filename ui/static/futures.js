@@ -49,6 +49,12 @@
       st.settings = st.asked || JSON.stringify(ctx.settings());
       st.counts = new Map(S.counts.map(([id, c]) => [id, c]));
       $(".dp-sample-clear").hidden = false;
+      // The buttons may be far below the chart (a phone): bring the bars with their draws into view.
+      const plot = st.layer && st.layer.parentNode;
+      if (plot) {
+        const r = plot.getBoundingClientRect();
+        if (r.bottom < 0 || r.top > window.innerHeight) plot.scrollIntoView({ block: "center" });
+      }
       $(".dp-sample-stats").innerHTML = "<b>" + S.n.toLocaleString("en") + " draws</b>: " + S.counts.length.toLocaleString("en") +
         " different tokens · TV distance <b>" + num(S.tv, 4) + "</b> · KL(drawn ‖ p) <b>" + num(S.kl, 4) +
         "</b> nats <span class=\"dp-muted\">(tokens never drawn add 0 to KL)</span>";
