@@ -175,7 +175,9 @@ def test_page_sample_continuations_and_open_make_the_text_a_continuation(page_re
     assert rows[0]["ids"][1] == stepped["token"]  # continuation 0 is what Step/Generate write
     opened = page.send("open", ids=rows[2]["ids"], settings=settings)
     assert [t["token"] for t in opened["text"]["tokens"]] == rows[2]["ids"]
-    assert [t["p"] for t in opened["text"]["tokens"]][1:] == rows[2]["p"]
+    # Opening replays the tokens through the session: its own probabilities, which the batched
+    # forward's last bits may differ from.
+    assert [t["p"] for t in opened["text"]["tokens"]][1:] == pytest.approx(rows[2]["p"], abs=2e-4)
 
 
 def test_limits_are_enforced_with_messages_that_name_the_value(page_registry):
