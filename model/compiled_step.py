@@ -28,6 +28,7 @@ fidelity bound (tests/test_fast.py) holds for both; tests/test_compiled_step.py 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 
@@ -132,5 +133,13 @@ def compile_in_background(gpt) -> CompiledStep:
     meanwhile and switches to the graph when it is ready."""
     compiled = CompiledStep(gpt)
     gpt.compiled_step = compiled
-    threading.Thread(target=compiled.warm, name="compile-decode-step", daemon=True).start()
+
+    def warm_politely():
+        try:  # the lowest priority for this thread and the compilers it starts: visitors first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):
+            pass
+        compiled.warm()
+
+    threading.Thread(target=warm_politely, name="compile-decode-step", daemon=True).start()
     return compiled
