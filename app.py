@@ -23,6 +23,9 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(api_name="/export")                                # the whole history as JSON
     c.predict("To be, or not to be", api_name="/score")          # every token's loss; the next token
     c.predict(5, api_name="/lens")                               # each layer's top 5 for the next token
+    c.predict(1000, {"temperature": 1}, api_name="/sample")      # 1,000 draws: counts, TV, KL
+    rows = c.predict(8, 30, {}, api_name="/continuations")       # 8 continuations of 30 tokens
+    c.predict(rows[2]["ids"], {}, api_name="/open_continuation") # make one of them the text
 """
 
 from __future__ import annotations
@@ -90,6 +93,10 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_out = gr.JSON(label="result")
             b = {name: gr.Button(name) for name in
                  ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens")}
+            # Many futures: draws, continuations, and opening one.
+            a_m = gr.JSON(None, label="m")
+            a_ids = gr.JSON(None, label="ids")
+            b.update({name: gr.Button(name) for name in ("sample", "continuations", "open_continuation")})
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -118,6 +125,11 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["export"].click(api.export, [state], a_out, api_name="export", **pub)
         b["score"].click(api.score, [state, a_text], a_out, api_name="score", **pub)
         b["lens"].click(api.lens, [state, a_top_n], a_out, api_name="lens", **pub)
+        b["sample"].click(api.sample, [state, a_n, a_settings], a_out, api_name="sample", **pub)
+        b["continuations"].click(api.continuations, [state, a_n, a_m, a_settings], a_out,
+                                 api_name="continuations", **pub)
+        b["open_continuation"].click(api.open_continuation, [state, a_ids, a_settings], a_out,
+                                     api_name="open_continuation", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

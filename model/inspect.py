@@ -94,8 +94,8 @@ def score_text(gpt, tokenizer, text: str, top_n: int = 5) -> dict:
         id, text (token_text), and for every token but the window's first: prob (the model's
         probability of this token given the ones before it), rank (1 = the model's top
         choice; 1 + the number of tokens it scored strictly higher), surprisal_nats
-        (-ln prob), surprisal_bits (-log2 prob) and top (the top_n predictions for this
-        position, [id, text, prob], most likely first). The window's first token has no
+        (-ln prob), surprisal_bits (-log2 prob), entropy_bits (the prediction's) and top (the
+        top_n predictions for this position, [id, text, prob], most likely first). The window's first token has no
         prediction: its prob, rank, surprisals and top are None (see `note`).
       predicted: how many tokens have a prediction (count - 1).
       mean_loss_nats: mean of -ln prob over the predicted tokens, the cross-entropy that
@@ -132,7 +132,8 @@ def score_text(gpt, tokenizer, text: str, top_n: int = 5) -> dict:
         return texts[t]
 
     tokens = [{"index": window["start"], "id": seen[0], "text": text_of(seen[0]), "prob": None,
-               "rank": None, "surprisal_nats": None, "surprisal_bits": None, "top": None}]
+               "rank": None, "surprisal_nats": None, "surprisal_bits": None, "entropy_bits": None,
+               "top": None}]
     targets = idx[0, 1:]  # (T - 1,): position t's vector predicts token t + 1
     total = 0.0
     for first in range(0, len(seen) - 1, CHUNK):
@@ -142,13 +143,15 @@ def score_text(gpt, tokenizer, text: str, top_n: int = 5) -> dict:
         # int32: summing the (n, V) booleans into int64 took twice as long on this CPU
         ranks = (logp > true).sum(dim=1, dtype=torch.int32) + 1  # (n,)
         top = logp.topk(top_n, dim=-1)
+        # The entropy of each position's prediction, in bits: what the surprisal is measured against.
+        entropy = -(logp.exp() * logp).nan_to_num().sum(dim=1) / math.log(2)  # (n,)
         total -= float(true.double().sum())  # nats: -ln p summed
-        for j, (t, lp, rank, top_lp, top_ids) in enumerate(zip(
+        for j, (t, lp, rank, top_lp, top_ids, h) in enumerate(zip(
                 tgt.tolist(), true[:, 0].tolist(), ranks.tolist(),
-                top.values.exp().tolist(), top.indices.tolist())):
+                top.values.exp().tolist(), top.indices.tolist(), entropy.tolist())):
             tokens.append({"index": window["start"] + first + j + 1, "id": t, "text": text_of(t),
                            "prob": math.exp(lp), "rank": rank, "surprisal_nats": -lp,
-                           "surprisal_bits": -lp / math.log(2),
+                           "surprisal_bits": -lp / math.log(2), "entropy_bits": h,
                            "top": [[i, text_of(i), p] for i, p in zip(top_ids, top_lp)]})
 
     next_logits = gpt.lm_head(hidden[-1:]).float()[0]  # (V,)

@@ -74,6 +74,18 @@ class KVCache:
     def reset(self):
         self.pos = 0
 
+    def copy(self, room: int = 0) -> "KVCache":
+        """A new cache holding the same positions, with capacity for `room` more (continuations
+        fork the session's cache: model/futures.py)."""
+        out = KVCache.__new__(KVCache)
+        out.max_len, out.pos = self.max_len, self.pos
+        capacity = min(self.max_len, self.pos + max(0, room))
+        shape = (*self.k.shape[:3], capacity, self.k.size(4))
+        out.k, out.v = self.k.new_zeros(shape), self.v.new_zeros(shape)
+        out.k[:, :, :, :self.pos] = self.k[:, :, :, :self.pos]
+        out.v[:, :, :, :self.pos] = self.v[:, :, :, :self.pos]
+        return out
+
 
 def context_window(n_tokens: int, block_size: int) -> int:
     """Where the model's view of a sequence of n_tokens starts: all of it while it fits, else

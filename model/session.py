@@ -32,7 +32,7 @@ import torch
 from .decode_rows import decode_rows, exact_group
 from .kept import top_candidates
 from .kv_cache import context_window
-from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_stage_u, draw_u, run_pipeline
+from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_stage_u, draw_u, entropy_bits, run_pipeline
 from .tokenizer import validate_ids
 
 TOP_CANDIDATES = 10  # per stage, kept in each step's record
@@ -62,6 +62,10 @@ class StepRecord:
     # descending, ties by lower id, none of probability 0 (model.kept.top_candidates)
     candidates: dict[str, list[tuple[int, float]]]
     mu: float | None = None  # mirostat's μ for this step's cut (None: mirostat off)
+    # Entropy in bits of the final distribution the token was drawn from (after the settings:
+    # what typical-p and mirostat compare a token's surprisal with), and of the raw one.
+    entropy: float | None = None
+    raw_entropy: float | None = None
     draws: dict = field(default_factory=dict)  # the random stages' own u (XTC's), by stage
     logits: torch.Tensor | None = field(default=None, repr=False)  # (V,) the step's raw logits
 
@@ -169,6 +173,11 @@ class DecodingSession:
     @property
     def generated_text(self) -> str:
         return self.tokenizer.decode(self._ids[self.prompt_len:])
+
+    @property
+    def cache(self):
+        """The KV cache holding ids[window:] (read it, don't change it: fork with .copy())."""
+        return self._cache
 
     @property
     def mirostat_mu(self) -> float | None:
@@ -328,6 +337,7 @@ class DecodingSession:
             position=len(self._ids), token=token, piece=self.piece(token), how=how, u=u,
             prob=float(pipe.probs[token]), raw_prob=float(pipe.raw_view.probs()[token]),
             settings=settings.to_dict(), candidates=candidates, mu=pipe.mu,
+            entropy=entropy_bits(pipe.final.kept_probs()), raw_entropy=entropy_bits(pipe.raw_view.probs()),
             draws={"xtc": draw_stage_u(self.seed, len(self._ids), "xtc")}, logits=self.logits)
         self.history.append(record)
         self._step_windows.append(self._window)

@@ -20,6 +20,8 @@ from .raw_client import Reply, strict_json
 SETTING_NAMES = tuple(SETTINGS)
 SESSION_TOKENS = Limits().session_tokens
 LENS_TOP_N = Limits().lens_top_n
+SAMPLE_DRAWS, CONTINUATIONS, CONTINUATION_TOKENS = (Limits().sample_draws, Limits().continuations,
+                                                    Limits().continuation_tokens)
 MAX_MESSAGE = 2_000_000  # an error message may quote the bad value, but stays bounded
 
 
@@ -133,7 +135,7 @@ def check(server, name: str, reply: Reply, args) -> None:
         assert len(reply.error) <= MAX_MESSAGE, f"{where}: a {len(reply.error)}-character error"
         return
     d = reply.data
-    assert isinstance(d, dict), f"{where}: result {d!r:.200}"
+    assert isinstance(d, list if name == "continuations" else dict), f"{where}: result {d!r:.200}"
     if name == "reset":
         assert isinstance(d["prompt_tokens"], list) and d["prompt_tokens"], where
         assert d["model"] == server.model and isinstance(d["text"], str), where
@@ -154,6 +156,15 @@ def check(server, name: str, reply: Reply, args) -> None:
         assert all(0.0 <= t["prob"] <= 1.0 and t["rank"] >= 1 for t in tokens[1:]), where
         assert d["predicted"] == 0 or (math.isfinite(d["mean_loss_nats_per_token"])
                                        and d["mean_loss_nats_per_token"] >= 0), where
+    elif name == "sample":
+        assert 1 <= d["n"] <= SAMPLE_DRAWS and sum(c for _, _, c, _ in d["counts"]) == d["n"], where
+        assert 0.0 <= d["tv"] <= 1.0 and math.isfinite(d["kl"]) and d["kl"] >= 0.0, where
+        assert all(0 <= t < server.vocab and 0.0 < p <= 1.0 for t, _, _, p in d["counts"]), where
+    elif name == "continuations":
+        assert isinstance(d, list) and 1 <= len(d) <= CONTINUATIONS, where
+        assert all(1 <= len(r["tokens"]) <= CONTINUATION_TOKENS and r["logprob"] <= 0 for r in d), where
+    elif name == "open_continuation":
+        assert 0 <= d["replayed"] <= d["steps"] <= SESSION_TOKENS, where
     elif name == "lens":
         assert len(d["layers"]) >= 2 and d["layers"][-1]["final_rank"] == 1, where
         assert all(1 <= len(e["top"]) <= LENS_TOP_N for e in d["layers"]), where
@@ -206,4 +217,17 @@ def draw_args(data, name: str, server) -> tuple:
         return (data.draw(st.one_of(texts, junk), "text"),)
     if name == "lens":
         return (data.draw(st.one_of(st.integers(1, 8), st.integers(-5, LENS_TOP_N + 5), scalars, junk), "top_n"),)
+    if name == "sample":
+        n = st.one_of(st.sampled_from([1, 100, 1000, SAMPLE_DRAWS, SAMPLE_DRAWS + 1]), counts)
+        return data.draw(n, "n"), data.draw(hostile_settings, "settings")
+    if name == "continuations":
+        n = st.one_of(st.integers(1, 3), st.sampled_from([CONTINUATIONS, CONTINUATIONS + 1]), counts)
+        m = st.one_of(st.integers(1, 4), st.sampled_from([CONTINUATION_TOKENS, CONTINUATION_TOKENS + 1]), counts)
+        return data.draw(n, "n"), data.draw(m, "m"), data.draw(hostile_settings, "settings")
+    if name == "open_continuation":
+        ids = st.one_of(st.lists(st.integers(0, server.vocab - 1), max_size=6),
+                        st.lists(st.integers(-3, server.vocab + 3) | scalars, max_size=4),
+                        st.lists(st.integers(0, 3), min_size=SESSION_TOKENS + 1, max_size=SESSION_TOKENS + 1),
+                        junk)
+        return data.draw(ids, "ids"), data.draw(hostile_settings, "settings")
     return ()  # undo, export

@@ -43,7 +43,8 @@ from ui.api import API
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
 SHARE = {"reset": 0.15, "distribution": 0.17, "step": 0.17, "pick": 0.13, "generate": 0.11,
-         "score": 0.06, "lens": 0.06, "sequence": 0.15}  # a sequence example sends 3 calls, so ~2,000 in all
+         "score": 0.06, "lens": 0.06, "sequence": 0.15,  # a sequence example sends 3 calls, so ~2,000 in all
+         "sample": 0.02, "continuations": 0.01, "open_continuation": 0.01}  # many futures
 
 
 def examples(name: str) -> settings:
@@ -163,6 +164,30 @@ def test_score_survives_generated_hostile_input(server, data):
 def test_lens_survives_generated_hostile_input(server, data):
     Fuzz.tests_run.add("lens")
     run(server, "lens", *draw_args(data, "lens", server))
+
+
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("sample")
+def test_sample_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("sample")
+    run(server, "sample", *draw_args(data, "sample", server))
+
+
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("continuations")
+def test_continuations_survive_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("continuations")
+    run(server, "continuations", *draw_args(data, "continuations", server))
+
+
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("open_continuation")
+def test_open_continuation_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("open_continuation")
+    run(server, "open_continuation", *draw_args(data, "open_continuation", server))
 
 
 CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",

@@ -129,7 +129,8 @@ def test_ranks_surprisals_and_top_lists_agree_with_the_probabilities(default_mod
         probs = gpt(torch.tensor([ids]))[0].float().softmax(-1)  # (T, V): row t predicts t + 1
     first, *rest = result["tokens"]
     assert first == {"index": 0, "id": ids[0], "text": "<|endoftext|>", "prob": None, "rank": None,
-                     "surprisal_nats": None, "surprisal_bits": None, "top": None}
+                     "surprisal_nats": None, "surprisal_bits": None, "entropy_bits": None,
+                     "top": None}
     assert NO_PREDICTION in result["note"]
     assert [t["id"] for t in rest] == ids[1:] and [t["index"] for t in rest] == list(range(1, len(ids)))
     for entry in rest:
@@ -348,3 +349,19 @@ def test_a_directory_without_a_memory_record_reads_as_none(tmp_path):
     assert read_run_memory(tmp_path) is None
     (tmp_path / "memory.json").write_text("{not json")
     assert read_run_memory(tmp_path) is None
+
+
+def test_each_scored_position_carries_the_entropy_of_its_prediction_in_bits(bpe_tokenizer):
+    import math
+
+    from model.inspect import score_text
+    from testkit.models import random_gpt, tiny_config
+    gpt = random_gpt(tiny_config(), seed=1, scale=3.0)
+    text = "ROMEO: But, soft!"
+    r = score_text(gpt, bpe_tokenizer, text)
+    ids = bpe_tokenizer.encode(text)
+    probs = gpt(torch.tensor([ids]))[0].float().softmax(-1).double()  # (T, V)
+    for k, t in enumerate(r["tokens"][1:]):
+        p = probs[k]
+        want = float(-(p * p.log2()).sum())
+        assert math.isclose(t["entropy_bits"], want, rel_tol=1e-5), k

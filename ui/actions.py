@@ -19,6 +19,9 @@ import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
+
+from model import futures
 from model.sampling import SEED_MAX, SamplingSettings
 from model.session import validate_text
 
@@ -37,6 +40,12 @@ class Limits:
     # seconds of one core for SmolLM2, whose context is 8,192; the Shakespeare GPT sees 256).
     score_chars: int = 4000
     lens_top_n: int = 50  # tokens per layer a logit lens may list
+    # Many futures: draws from one step (no model run), and whole continuations, each row
+    # holding its own copy of the KV cache (bounded by continuation_cache_bytes together).
+    sample_draws: int = 10_000
+    continuations: int = 16
+    continuation_tokens: int = 200
+    continuation_cache_bytes: int = 512 * 2**20
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -284,6 +293,58 @@ class Actions:
     def export(self, user) -> dict:
         s = self.session(user)
         return s.export() | {"model": user.model, "chat": user.chat}
+
+    # ---- many futures ----
+
+    def sample(self, user, n, settings: SamplingSettings) -> dict:
+        """n draws from the next token's final distribution under `settings` (model/futures.py:
+        draw i uses the i-th number of the stream for (seed, position); draw 0 is Step's own).
+        Nothing is committed and the model does not run. Returns the counts, most drawn first,
+        and the total-variation distance and KL(drawn ‖ p) in nats."""
+        s = self.session(user)
+        n = check_integer("N (draws)", n, 1, self.limits.sample_draws)
+        with s.lock:
+            pipe = self._refused(s.distribution, settings)
+            position = len(s.ids)
+            draws = futures.draw_many(pipe, settings, s.seed, position, n)
+            counts, tv, kl = futures.histogram(draws, pipe.probs)
+        drawn = counts.nonzero().flatten()
+        order = drawn[torch.sort(counts[drawn], descending=True, stable=True).indices]
+        return {"n": n, "position": position, "seed": s.seed, "steps": len(s.history),
+                "counts": [[t, c] for t, c in zip(order.tolist(), counts[order].tolist())],
+                "probs": pipe.probs[order].tolist(), "tv": tv, "kl": kl, "first": int(draws[0])}
+
+    def continuations(self, user, n, m, settings: SamplingSettings) -> list:
+        """n continuations of up to m tokens from the current text, in one batched forward per
+        position (model/futures.py: continuation j is what Generate writes with seed + j).
+        Nothing is committed; open one with open_path."""
+        s = self.session(user)
+        lim = self.limits
+        n = check_integer("continuations", n, 1, lim.continuations)
+        m = check_integer("tokens per continuation", m, 1, lim.continuation_tokens)
+        self.interrupt(user)
+        with s.lock:
+            room = futures.room(s)
+            if m > room:
+                raise UserError(f"The model's context has room for {room} more tokens here, not "
+                                f"{m}: ask for at most {room} tokens per continuation (or Undo some).")
+            if len(s.history) + m > lim.session_tokens:
+                raise UserError(f"This session holds {len(s.history)} new tokens; {m} more would pass "
+                                f"the limit of {lim.session_tokens}. Ask for fewer, or press Reset.")
+            need = n * (s.cache.pos + m) * futures.cache_bytes_per_position(s.gpt)
+            if need > lim.continuation_cache_bytes:
+                raise UserError(f"{n} continuations of {m} tokens after {s.cache.pos} positions would "
+                                f"hold {need / 2**20:,.0f} MiB of KV cache; the limit is "
+                                f"{lim.continuation_cache_bytes / 2**20:,.0f} MiB. Ask for fewer.")
+            try:
+                rows = futures.continue_many(s, settings, n, m, user.stop_tokens())
+            except ValueError as e:
+                raise UserError(str(e)) from None
+            generated = [r.token for r in s.history]
+        self._touch(user)
+        return [{"seed": r.seed, "tokens": r.tokens, "ids": generated + r.tokens, "probs": r.probs,
+                 "logprob": r.logprob, "raw_logprob": r.raw_logprob, "stopped": r.stopped}
+                for r in rows]
 
     # ---- shared checks ----
 

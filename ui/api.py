@@ -4,6 +4,7 @@ the page. Each gradio_client.Client is its own session.
     reset(prompt, seed, model="", chat=False)   distribution(settings, top_n)   step(settings)
     pick(token, settings)   undo()   generate(n, settings) (streams)   export()
     score(text)   lens(top_n)
+    sample(n, settings)   continuations(n, m, settings)   open_continuation(ids, settings)
 
 Settings are a JSON object of SamplingSettings fields; missing ones keep their defaults.
 A failure is a gradio error whose message names the bad value and what to do.
@@ -115,3 +116,38 @@ class API:
             return self.inside.lens_result(loaded, where, result)
         except Exception as e:
             raise _fail(e) from None
+
+    # ---- many futures ----
+
+    def sample(self, user, n, settings):
+        """n draws from the next token's final distribution (nothing committed, no model run):
+        the counts [id, label, count, p] most drawn first, TV and KL(drawn ‖ p) in nats."""
+        try:
+            result = self.actions.sample(user, 100 if n is None else n, settings_from(settings))
+        except Exception as e:
+            raise _fail(e) from None
+        tok = user.session.tokenizer
+        counts = [[t, token_label(tok, t), c, p] for (t, c), p in zip(result.pop("counts"), result.pop("probs"))]
+        return result | {"counts": counts}
+
+    def continuations(self, user, n, m, settings):
+        """n continuations of up to m tokens, each with its seed, tokens, text and
+        log-probability (under the settings, and the model's own); nothing committed."""
+        try:
+            rows = self.actions.continuations(user, 8 if n is None else n, 30 if m is None else m,
+                                              settings_from(settings))
+        except Exception as e:
+            raise _fail(e) from None
+        tok = user.session.tokenizer
+        return [r | {"text": tok.decode(r["tokens"])} for r in rows]
+
+    def open_continuation(self, user, ids, settings):
+        """Make `ids` (every generated token after the prompt, as a continuation's "ids") the
+        session's text; the steps it shares with the current text stay as they are."""
+        try:
+            replayed = self.actions.open_path(user, ids, settings_from(settings))
+        except Exception as e:
+            raise _fail(e) from None
+        s = user.session
+        return {"text": s.text, "generated": s.generated_text, "steps": len(s.history),
+                "replayed": replayed}

@@ -237,3 +237,26 @@ class PageHandlers:
         tab's model and changes nothing, so the state is not an output."""
         d = event_data(evt)
         return self.inside.score_page(user, d.get("text"), d.get("id"))
+
+    # ---- many futures ----
+
+    def sample(self, user, evt: gr.EventData):
+        """N draws from the next token's distribution, for the histogram over the bars."""
+        d = event_data(evt)
+        return user, self._guard(user, d.get("id"), lambda: self.view.message(
+            user, d.get("id"), sample=self.actions.sample(user, d.get("n"), settings_from(d.get("settings")))))
+
+    def continuations(self, user, evt: gr.EventData):
+        """N continuations of M tokens, listed under the text (nothing committed)."""
+        d = event_data(evt)
+        def run():
+            self._halt(user)
+            rows = self.actions.continuations(user, d.get("n"), d.get("m"), settings_from(d.get("settings")))
+            return self.view.message(user, d.get("id"), continuations=self.view.continuation_rows(user, rows))
+        return user, self._guard(user, d.get("id"), run)
+
+    def open(self, user, evt: gr.EventData):
+        """Open a continuation: its tokens become the text (open_path)."""
+        def do(d):
+            self.actions.open_path(user, d.get("ids"), settings_from(d.get("settings")))
+        return self._change(user, evt, do)

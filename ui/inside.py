@@ -146,6 +146,7 @@ class Inside:
         for t, share in zip(r["tokens"], shares):
             tokens.append({"i": t["index"], "id": t["id"], "text": share, "label": token_label(tok, t["id"]),
                            "p": _r(t["prob"]), "rank": t["rank"], "s": _r(t["surprisal_nats"]),
+                           "h": _r(t["entropy_bits"]),
                            "top": None if t["top"] is None else
                            [[i, token_label(tok, i), _r(p)] for i, _, p in t["top"]]})
         return {

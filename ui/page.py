@@ -12,7 +12,7 @@ from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "bar_canvas.js",
-           "chart_hits.js", "chart.js", "text.js",
+           "chart_hits.js", "chart.js", "text.js", "strip.js", "futures.js",
            "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "app.js")
 
 
@@ -91,6 +91,7 @@ TEMPLATE = """
     </div>
     <div class="dp-output">
       <div class="dp-text" aria-label="the text so far; Tab to a token, Enter shows its distribution"></div>
+      <div class="dp-strip" hidden></div>
       <div class="dp-legend"><span>Chosen token's probability:</span><span>unlikely</span>
         <span class="dp-grad"></span><span>likely</span>
         <span>(greedy steps: the model's own, at T = 1) · dashed underline = picked by you · hover, focus or tap
@@ -111,6 +112,27 @@ TEMPLATE = """
           aria-controls="dp-lens">Logit lens</button>
       </div>
       <section class="dp-lens" id="dp-lens" hidden aria-label="Logit lens" aria-live="polite"></section>
+      <section class="dp-futures" aria-label="Many futures">
+        <div class="dp-sample-row" role="group" aria-label="sample the next token N times">
+          <span>Sample the next token</span>
+          <button type="button" class="dp-btn dp-sample" data-n="100">100×</button>
+          <button type="button" class="dp-btn dp-sample" data-n="1000">1,000×</button>
+          <button type="button" class="dp-btn dp-sample" data-n="10000">10,000×</button>
+          <button type="button" class="dp-btn dp-sample-clear" hidden>Hide draws</button>
+          <span class="dp-sample-stats dp-muted" aria-live="polite">drawn with the chart's settings; nothing is
+            committed. The counts are drawn over the bars.</span>
+        </div>
+        <div class="dp-cont-row" role="group" aria-label="continuations">
+          <button type="button" class="dp-btn dp-cont-go">Continuations</button>
+          <label><input type="text" class="dp-num dp-cont-n" inputmode="numeric"
+            aria-label="how many continuations"></label>
+          <span>×</span>
+          <label><input type="text" class="dp-num dp-cont-m" inputmode="numeric"
+            aria-label="tokens per continuation"> tokens</label>
+          <span class="dp-muted">each with its own seed (seed + j): continuation 0 is what Generate writes</span>
+        </div>
+        <ol class="dp-cont-list" aria-label="continuations: Open makes one the text" hidden></ol>
+      </section>
     </div>
     <div class="dp-links">
       <button type="button" class="dp-btn dp-export">Export history (JSON)</button>
@@ -140,11 +162,13 @@ MOUNT_JS = """
   if (!(window.DP && window.DP.mount)) return setTimeout(mount, 25);
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
   // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
+  // Many futures: 'sample' 'continuations' 'open'
   DP.mount(element, trigger, props, watch);
 })();
 """
 EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind", "inspect",
           "generate", "stop", "seed", "export", "lens")
+EVENTS += ("sample", "continuations", "open")  # many futures (static/futures.js)
 assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"
 
 
@@ -170,6 +194,7 @@ SCORE_TEMPLATE = """
       <div class="ds-left">
         <div class="ds-tokens"
              aria-label="the text's tokens coloured by probability; Tab to a token for its numbers"></div>
+        <div class="dp-strip ds-strip" hidden></div>
         <div class="dp-legend"><span>Probability the model gave each token:</span><span>unlikely</span>
           <span class="dp-grad"></span><span>likely</span><span class="ds-first-key">grey = the first
           token, nothing to predict it from</span><span>· hover, focus or tap a token</span></div>

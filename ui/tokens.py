@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import html
+import math
 import unicodedata
 
 # Whitespace and control characters made visible, so " the" and "the" look different.
@@ -116,8 +117,18 @@ def text_tokens(tokenizer, session, start: int = 0) -> list[dict]:
                     "raw": round(record.raw_prob, 4), "how": record.how,
                     "u": None if record.u is None else round(record.u, 4),
                     "mu": None if record.mu is None else round(record.mu, 4),
+                    **_entropy_fields(record),
                     "alt": _alternatives(tokenizer, record)})
     return out
+
+
+def _entropy_fields(record) -> dict:
+    """The entropy strip's numbers, in bits: h, the entropy of the final distribution the token
+    was drawn from (after the settings); hr, the raw model's; sb, the token's surprisal
+    −log2 p under the final distribution (None for a picked token the settings had removed)."""
+    return {"h": None if record.entropy is None else round(record.entropy, 4),
+            "hr": None if record.raw_entropy is None else round(record.raw_entropy, 4),
+            "sb": round(-math.log2(record.prob), 4) if record.prob > 0 else None}
 
 
 def prompt_text(tokenizer, session) -> dict:

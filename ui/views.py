@@ -19,7 +19,7 @@ import json
 
 from .chart import payload_json, step_payload
 from .state import UserState
-from .tokens import prompt_chips_html, prompt_text, text_tokens
+from .tokens import prompt_chips_html, prompt_text, text_tokens, token_label, token_texts
 
 
 def _dump(payload: dict, chart_json: str | None = None) -> str:
@@ -97,3 +97,17 @@ class PageView:
         if user.session is not None:
             return self.snapshot(user, ack, notice)
         return self.message(user, ack, notice, generating=False)
+
+    # ---- many futures ----
+
+    def continuation_rows(self, user: UserState, rows: list[dict]) -> list[dict]:
+        """What the page lists for each continuation: its seed, each token's text share and
+        label, its log-probabilities and the ids that open it."""
+        tok = user.session.tokenizer
+        out = []
+        for r in rows:
+            out.append({"seed": r["seed"], "ids": r["ids"], "stopped": r["stopped"],
+                        "logprob": round(r["logprob"], 4), "raw_logprob": round(r["raw_logprob"], 4),
+                        "texts": token_texts(tok, r["tokens"]), "labels": [token_label(tok, t) for t in r["tokens"]],
+                        "p": [round(p, 4) for p in r["probs"]]})
+        return out

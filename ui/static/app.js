@@ -174,7 +174,9 @@
       rewind: (stepNo) => act("rewind", { step: stepNo }),
     });
 
-    const fit = global.DPFit.create($(".dp-main"), $(".dp-text"), $(".dp-output .dp-legend"));
+    // The text box's room is what the window leaves after the legend and the entropy strip.
+    const textFoot = { get offsetHeight() { return $(".dp-output .dp-legend").offsetHeight + $(".dp-strip").offsetHeight; } };
+    const fit = global.DPFit.create($(".dp-main"), $(".dp-text"), textFoot);
 
     /* ---- the logit lens below the chart (lens.js): the live step's layers, on request ---- */
     const lens = global.DPLens.mount($(".dp-lens"), $(".dp-lens-btn"), { request: () => act("lens", { top_n: 5 }) });
@@ -201,7 +203,7 @@
       st.lastKey = key;
       const div = $(".dp-main");
       const height = fit.chartHeight();
-      const opts = { labelOf, logScale: st.logScale, height };
+      const opts = { labelOf, logScale: st.logScale, height, overlay: inspecting ? null : futures.overlayFor(P, s) };
       // Compare mode: A (yours) and B drawn alike, side by side (DPChart.drawPair).
       const sB = st.compareOn ? compareSettings() : null;
       const [out, outB] = sB
@@ -210,7 +212,7 @@
       chain.show(inspecting ? null : out.R, { labelOf, mu: text.mus() });
       markRepeat(inspecting ? null : P, out.R);
       $(".dp-stats").innerHTML = CH.statsHtml(P, out.R, out.fig, P.u, labelOf);
-      const keyHtml = CH.keyHtml(out.R);
+      const keyHtml = CH.keyHtml(out.R, opts.overlay);
       if (keyHtml !== st.keyHtml) { $(".dp-key").innerHTML = keyHtml; st.keyHtml = keyHtml; } // unchanged: no relayout
       $(".dp-key-box").hidden = false;
       heading(P);
@@ -315,6 +317,7 @@
         if (D.notice) toast(D.notice.text, D.notice.kind);
         if (D.export) download(D.export);
         if (D.lens) lens.show(D.lens, st.live, st.generating);
+        futuresPayload(D);
         if (D.ack) acked(D.ack);
         return;
       }
@@ -333,6 +336,7 @@
       if (D.text) {
         if (D.text.mode === "full") { text.reset(D.text); st.stopping = false; }
         else if (!st.stopping && !text.append(D.text.from, D.text.tokens)) st.stopping = true; // wait for a snapshot
+        stripText(D.text);
         followText();
       }
       if (D.chart) {
@@ -369,6 +373,7 @@
       else lens.sync(st.live, st.generating);
       if (D.evicted) showEvicted();
       if (D.export) download(D.export);
+      futuresPayload(D);
       if (D.ack) acked(D.ack);
       if (D.text || D.chart) scheduleUrl();
       app.dataset.loading = st.live ? "" : "1";
@@ -399,6 +404,32 @@
       a.click();
       setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
       toast("Saved decoding-history.json (" + data.steps.length + " steps).", "note");
+    }
+
+    /* ---- many futures (futures.js) and the entropy strip under the text (strip.js) ---- */
+    const futures = global.DPFutures.mount($(".dp-futures"), { act, settings: settingsNow, limits, toast,
+      redraw: () => render(true), chart: $(".dp-main") });
+    const strip = global.DPStrip.create($(".dp-strip"), { what: "in the final distribution it was drawn from",
+      onSelect: (i) => text.mark("dp-linked", i === null ? [] : [i]) });
+    function stripText(T) {
+      if (T.mode === "full") {
+        const promptKey = JSON.stringify(T.prompt);
+        if (st.futuresPrompt !== undefined && st.futuresPrompt !== promptKey) futures.clearContinuations();
+        st.futuresPrompt = promptKey;
+        strip.reset(global.DPStrip.fromTokens(T.tokens));
+      } else {
+        strip.append(T.from, global.DPStrip.fromTokens(T.tokens)); // ignored unless it follows on
+      }
+    }
+    for (const gesture of ["mouseover", "focusin", "pointerdown"]) {
+      $(".dp-text").addEventListener(gesture, (ev) => {
+        const span = ev.target.closest(".dp-tok");
+        if (span) strip.highlight(Number(span.dataset.step));
+      });
+    }
+    function futuresPayload(D) {
+      if (D.sample) futures.showSample(D.sample);
+      if (D.continuations) futures.showContinuations(D.continuations);
     }
 
     /* ---- the address bar (link.js) ---- */

@@ -193,6 +193,8 @@
       $(".ds-next").innerHTML = nextHtml(R);
       $(".ds-explain").innerHTML = R.explain;
       plot(R);
+      strip.reset(R.tokens.map((t) => ({ h: t.h, s: t.s === null ? null : t.s / Math.LN2, p: t.p, label: t.label,
+        first: t.p === null })));
     }
 
     /* ---- a token's numbers: hover, focus, tap ---- */
@@ -280,6 +282,21 @@
       // the text whose numbers are on screen (the box may have changed since)
       if (global.DP && global.DP.setPrompt && st.sent !== null) global.DP.setPrompt(st.sent);
     });
+
+    /* ---- the entropy strip under the tokens (strip.js), linked both ways ---- */
+    let linked = null;
+    const strip = global.DPStrip.create($(".ds-strip"), { what: "in the model's own prediction of it",
+      onSelect(k) {
+        if (linked) linked.classList.remove("dp-linked");
+        linked = k === null ? null : tokens.querySelector('.ds-tok[data-k="' + k + '"]');
+        if (linked) linked.classList.add("dp-linked");
+      } });
+    for (const gesture of ["mouseover", "focusin", "pointerdown"]) {
+      tokens.addEventListener(gesture, (ev) => {
+        const span = ev.target.closest(".ds-tok");
+        if (span) strip.highlight(Number(span.dataset.k));
+      });
+    }
 
     watch("value", () => onPayload(props.value));
     onPayload(props.value);
