@@ -23,6 +23,9 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(api_name="/export")                                # the whole history as JSON
     c.predict("To be, or not to be", api_name="/score")          # every token's loss; the next token
     c.predict(5, api_name="/lens")                               # each layer's top 5 for the next token
+    c.predict(30, {"num_beams": 4, "length_penalty": 1.0, "early_stopping": False},
+              api_name="/beam")                                  # beam search: candidates, ranking
+    c.predict(0, {}, api_name="/beam_open")                      # the best beam becomes the text
 """
 
 from __future__ import annotations
@@ -87,9 +90,11 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_n = gr.JSON(None, label="n")
             a_top_n = gr.JSON(None, label="top_n")
             a_text = gr.Textbox(label="text")
+            a_beam = gr.JSON({}, label="beam options")
             a_out = gr.JSON(label="result")
             b = {name: gr.Button(name) for name in
-                 ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens")}
+                 ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens",
+                  "beam", "beam_open")}
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -98,7 +103,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             opening = name in ("start", "model")
             outputs = [state, playground] + ([model_panel] if opening else [])
             limits = (dict(concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate")
-                      if name == "generate" else {})
+                      if name in ("generate", "beam") else {})
             getattr(playground, name)(getattr(handlers, name), [state], outputs,
                                       api_name=f"page_{name}", **limits, **quiet)
         # The scorer reads the tab's model and changes nothing: the state is only an input.
@@ -118,6 +123,10 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["export"].click(api.export, [state], a_out, api_name="export", **pub)
         b["score"].click(api.score, [state, a_text], a_out, api_name="score", **pub)
         b["lens"].click(api.lens, [state, a_top_n], a_out, api_name="lens", **pub)
+        # A search runs the model many times: it shares Generate's concurrency limit.
+        b["beam"].click(api.beam, [state, a_n, a_beam], a_out, api_name="beam",
+                        concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate", **pub)
+        b["beam_open"].click(api.beam_open, [state, a_token, a_settings], a_out, api_name="beam_open", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

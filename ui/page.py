@@ -12,7 +12,8 @@ from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "chart.js", "text.js",
-           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "app.js")
+           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js",
+           "beam.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -121,6 +122,10 @@ TEMPLATE = """
           aria-controls="dp-lens">Logit lens</button>
       </div>
       <section class="dp-lens" id="dp-lens" hidden aria-label="Logit lens" aria-live="polite"></section>
+      <details class="dp-beam-box">
+        <summary>Beam search <span class="dp-muted">many futures at once: which survive, which finish</span></summary>
+        <section class="dp-beam" aria-label="Beam search"></section>
+      </details>
     </div>
     <div class="dp-links">
       <button type="button" class="dp-btn dp-export">Export history (JSON)</button>
@@ -150,11 +155,12 @@ MOUNT_JS = """
   if (!(window.DP && window.DP.mount && window.Plotly)) return setTimeout(mount, 25);
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
   // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
+  // 'beam' 'beam_open'
   DP.mount(element, trigger, props, watch);
 })();
 """
 EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind", "inspect",
-          "generate", "stop", "seed", "export", "lens")
+          "generate", "stop", "seed", "export", "lens", "beam", "beam_open")
 assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"
 
 

@@ -119,6 +119,8 @@ class UserState:
     streaming: threading.Event | None = None
     last_used: float = field(default_factory=time.monotonic)
     evicted: bool = False
+    # The last beam search (session, the tokens it continued, its BeamResult), to open from.
+    beams: tuple | None = None
 
     def new_session(self, loaded: LoadedModel, prompt: str, seed: int, chat: bool,
                     max_prompt_chars: int) -> str:
