@@ -193,3 +193,29 @@ def test_cli_num_beams_prints_the_best_beam_and_the_ranking(tiny_checkpoint, cap
     assert capsys.readouterr().out.count("\n#") == 2
     assert main(["--model", str(tiny_checkpoint), "--num-beams", "17"]) == 2
     assert "num_beams must be a whole number from 1 to 16, but is 17" in capsys.readouterr().err
+
+
+# ---- SmolLM2 ----
+
+@pytest.mark.smollm2
+def test_beam_search_on_smollm2_equals_transformers():
+    """The real model in exact mode, in chat form, ending at <|im_end|> as a chat turn does."""
+    from transformers import AutoModelForCausalLM
+
+    from model.chat import apply_chat_template
+    from testkit.models import require_smollm2_file
+
+    path = require_smollm2_file()
+    gpt, tok, _ = load_model("smollm2")
+    hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=torch.float32).eval()
+    prompt = tok.encode(apply_chat_template(tok, "Reply with one word: is the sky blue?"), allowed_special="all")
+    eos = tok.encode_single_token("<|im_end|>")
+    ended = 0
+    for num_beams, lp, early in [(4, 1.0, False), (3, 0.0, True), (2, 2.0, "never")]:
+        theirs, score = _hf_beam(hf, prompt, 12, num_beams, lp, early, eos)
+        result = beam_search(gpt, prompt, 12, num_beams, lp, early, eos_token_id=eos)
+        where = f"num_beams={num_beams} length_penalty={lp} early_stopping={early}"
+        assert prompt + result.best.tokens == theirs, where
+        assert result.best.score == pytest.approx(score, abs=1e-4), where
+        ended += result.best.tokens[-1] == eos
+    assert ended == 3  # each best turn ended inside the search
