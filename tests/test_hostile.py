@@ -43,7 +43,8 @@ from ui.api import API
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
 SHARE = {"reset": 0.14, "distribution": 0.15, "step": 0.15, "pick": 0.12, "generate": 0.10,
-         "score": 0.06, "lens": 0.06, "beam": 0.05, "beam_open": 0.03, "sequence": 0.14}  # a sequence example sends 3 calls, so ~2,000 in all
+         "score": 0.06, "lens": 0.06, "beam": 0.05, "beam_open": 0.03,
+         "sequence": 0.14}  # a sequence example sends 3 calls, so ~2,000 in all
 
 
 def examples(name: str) -> settings:

@@ -24,6 +24,7 @@
   // options) and hooks.open(rank) send the actions.
   function mount(box, limits, hooks) {
     const st = { B: null };
+    global.DPBeam.state = st; // for tests and benchmarks that read what the panel shows
     box.innerHTML =
       '<div class="dp-beam-form" role="group" aria-label="beam search settings">' +
       '<label>beams <input type="number" class="dp-num dp-beam-n" min="1" max="' + limits.beams +
