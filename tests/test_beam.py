@@ -172,6 +172,9 @@ def test_the_page_searches_then_opens_a_ranked_beam_as_the_text(registry):
     assert "rank must be a whole number from 0 to 2" in json.loads(payload)["notice"]["text"]
     user, payload = handlers.beam(user, gr.EventData(None, {"n": 101, "id": 5, "options": {}}))
     assert "tokens to search must be a whole number from 1 to 63" in json.loads(payload)["notice"]["text"]
+    actions.reset(user, "Another prompt")
+    with pytest.raises(UserError, match="prompt or the model changed since this beam search"):
+        actions.open_beam(user, 0, SamplingSettings())
     fresh = Actions(registry, Limits())
     with pytest.raises(UserError, match="no beam search to open"):
         fresh.open_beam(fresh.start(None, None, "To be", 0), 0, SamplingSettings())

@@ -344,7 +344,8 @@ class Actions:
         eos = next(iter(user.stop_tokens() - {s.eot}), s.eot)
         result = self._refused(beam_search, s.gpt, ids, n, opts["num_beams"], opts["length_penalty"],
                                opts["early_stopping"], eos, True, lim.beams)
-        user.beams = (s, base, result)
+        # What the search continued, not the session itself (a freed session must not be kept).
+        user.beams = (user.model, ids[:s.prompt_len], base, result)
         self._touch(user)
         return result, opts | {"tokens": n}, base
 
@@ -352,10 +353,11 @@ class Actions:
         """Make the rank-th sequence (0 = best) of this session's last beam search the text,
         through open_path. Returns how many tokens were replayed."""
         s = self.session(user)
-        last = user.beams
-        if last is None or last[0] is not s:
+        if user.beams is None:
             raise UserError("There is no beam search to open in this session: run Beam search first.")
-        _, base, result = last
+        model, prompt, base, result = user.beams
+        if model != user.model or prompt != s.ids[:s.prompt_len]:
+            raise UserError("The prompt or the model changed since this beam search: run Beam search again.")
         rank = check_integer("rank", rank, 0, len(result.ranking) - 1, " (0 = the best sequence)")
         return self.open_path(user, base + result.ranking[rank].tokens, settings)
 

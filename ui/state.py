@@ -119,7 +119,8 @@ class UserState:
     streaming: threading.Event | None = None
     last_used: float = field(default_factory=time.monotonic)
     evicted: bool = False
-    # The last beam search (session, the tokens it continued, its BeamResult), to open from.
+    # The last beam search (model, prompt ids, the generated tokens it continued, its
+    # BeamResult), for opening one of its sequences.
     beams: tuple | None = None
 
     def new_session(self, loaded: LoadedModel, prompt: str, seed: int, chat: bool,

@@ -71,8 +71,8 @@
       const title = (c.status === "dropped" ? "dropped" : c.status === "kept" ? "kept as beam " + (c.beam + 1) : "finished") +
         ": extends beam " + (c.parent + 1) + " with " + c.label + "; log p " + num(c.logprob, 3) + ", sum " +
         num(c.score, 3) + ", penalised " + num(c.penalised, 3) + (c.ends ? " (ends here)" : "");
-      return '<span class="dp-beam-c dp-beam-' + c.status + '" title="' + esc(title) + '"><span class="dp-beam-par">b' +
-        (c.parent + 1) + "</span><code>" + esc(c.label) + "</code>" + (c.ends && c.status !== "kept" ? "⏹" : "") +
+      return '<span class="dp-beam-c dp-beam-' + c.status + (c.ends ? " dp-beam-ends" : "") + '" title="' + esc(title) +
+        '"><span class="dp-beam-par">b' + (c.parent + 1) + "</span><code>" + esc(c.label) + "</code>" +
         '<span class="dp-beam-sc">' + num(c.penalised) + "</span></span>";
     }
 
@@ -98,7 +98,8 @@
         '<h3 class="dp-beam-h">Each step\'s candidates <span class="dp-muted">' +
         '<span class="dp-beam-c dp-beam-kept">kept</span> <span class="dp-beam-c dp-beam-finished">finished</span> ' +
         '<span class="dp-beam-c dp-beam-dropped">dropped</span> · b = the beam it extends · number = sum log p / ' +
-        "length^" + s.length_penalty + " · ⏹ = ends</span></h3>" +
+        "length^" + s.length_penalty + ' · <span class="dp-beam-c dp-beam-ends">thick right edge</span> = ends ' +
+        "(end-of-text, or the last token)</span></h3>" +
         '<ol class="dp-beam-steps">' + rows + "</ol>";
     }
     // An answer came without a result (an error): the panel is not busy any more.
