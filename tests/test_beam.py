@@ -51,12 +51,12 @@ def test_beam_search_equals_transformers_generate_tokens_and_sequences_scores(gp
         assert PROMPT + result.best.tokens == theirs, where
         if score is not None:
             assert result.best.score == pytest.approx(score, abs=1e-5), where
-        # model.generate returns the same sequence, prompt first.
-        out = model.generate(gpt, torch.tensor([PROMPT]), 8, num_beams=num_beams, length_penalty=lp,
-                             early_stopping=early, eos_token_id=eos)
-        assert out[0].tolist() == theirs, where
         ended_early += any(h.tokens[-1] == eos and len(h.tokens) < 8 for h in result.ranking)
         stops.add(result.stopped)
+        if num_beams == 4:  # model.generate returns the same sequence, prompt first
+            out = model.generate(gpt, torch.tensor([PROMPT]), 8, num_beams=num_beams, length_penalty=lp,
+                                 early_stopping=early, eos_token_id=eos)
+            assert out[0].tolist() == theirs, where
     assert ended_early >= 20  # the end-of-text really is inside the searches
     assert {"max_new_tokens", "end_of_text", "no_improvement", "early_stopping"} <= stops, stops
 
