@@ -279,8 +279,10 @@ def test_beam_panel_searches_draws_each_step_and_opens_ranked_beams_by_mouse_key
     for i, step in enumerate(B["steps"]):
         drawn = rows.nth(i).locator(".dp-beam-c")
         assert drawn.count() == 6
-        assert [drawn.nth(j).get_attribute("class").split("dp-beam-")[-1] for j in range(6)] == \
+        classes = [drawn.nth(j).get_attribute("class").split() for j in range(6)]
+        assert [next(k[8:] for k in c if k[8:] in ("kept", "finished", "dropped")) for c in classes] == \
             [c["status"] for c in step["candidates"]]
+        assert [("dp-beam-ends" in c) for c in classes] == [c["ends"] for c in step["candidates"]]
     assert page.locator(".dp-beam-step").first.locator(".dp-beam-kept").count() == 3
     assert tab.meta()["steps"] == 1  # searching changed nothing
     # Click: the third beam becomes the text, after the token stepped before.
