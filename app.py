@@ -26,6 +26,9 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(1000, {"temperature": 1}, api_name="/sample")      # 1,000 draws: counts, TV, KL
     rows = c.predict(8, 30, {}, api_name="/continuations")       # 8 continuations of 30 tokens
     c.predict(rows[2]["ids"], {}, api_name="/open_continuation") # make one of them the text
+    c.predict(30, {"num_beams": 4, "length_penalty": 1.0, "early_stopping": False},
+              api_name="/beam")                                  # beam search: candidates, ranking
+    c.predict(0, {}, api_name="/beam_open")                      # the best beam becomes the text
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_n = gr.JSON(None, label="n")
             a_top_n = gr.JSON(None, label="top_n")
             a_text = gr.Textbox(label="text")
+            a_beam = gr.JSON({}, label="beam options")
             a_out = gr.JSON(label="result")
             b = {name: gr.Button(name) for name in
                  ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens")}
@@ -97,6 +101,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_m = gr.JSON(None, label="m")
             a_ids = gr.JSON(None, label="ids")
             b.update({name: gr.Button(name) for name in ("sample", "continuations", "open_continuation")})
+            b.update({name: gr.Button(name) for name in ("beam", "beam_open")})  # beam search
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -105,7 +110,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             opening = name in ("start", "model")
             outputs = [state, playground] + ([model_panel] if opening else [])
             limits = (dict(concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate")
-                      if name == "generate" else {})
+                      if name in ("generate", "beam") else {})
             getattr(playground, name)(getattr(handlers, name), [state], outputs,
                                       api_name=f"page_{name}", **limits, **quiet)
         # The scorer reads the tab's model and changes nothing: the state is only an input.
@@ -130,6 +135,10 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
                                  api_name="continuations", **pub)
         b["open_continuation"].click(api.open_continuation, [state, a_ids, a_settings], a_out,
                                      api_name="open_continuation", **pub)
+        # A search runs the model many times: it shares Generate's concurrency limit.
+        b["beam"].click(api.beam, [state, a_n, a_beam], a_out, api_name="beam",
+                        concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate", **pub)
+        b["beam_open"].click(api.beam_open, [state, a_token, a_settings], a_out, api_name="beam_open", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

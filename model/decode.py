@@ -12,6 +12,7 @@ import secrets
 
 import torch
 
+from .beam import beam_search
 from .gpt import GPT
 from .kv_cache import context_window
 from .sampling import SEED_MAX, SamplingSettings, check_seed, choose, run_pipeline
@@ -19,8 +20,16 @@ from .sampling import SEED_MAX, SamplingSettings, check_seed, choose, run_pipeli
 
 @torch.inference_mode()
 def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, settings: SamplingSettings | None = None,
-             *, seed: int | None = 0, tokenizer=None, **values) -> torch.Tensor:
-    """idx (B, T) long -> (B, T + max_new_tokens). Never stops early.
+             *, seed: int | None = 0, tokenizer=None, num_beams: int | None = None,
+             length_penalty: float = 1.0, early_stopping: bool | str = False,
+             eos_token_id: int | None = None, **values) -> torch.Tensor:
+    """idx (B, T) long -> (B, T + max_new_tokens). Never stops early, except with num_beams.
+
+    num_beams (1 to 16) searches instead of sampling, as transformers' generate(num_beams=...,
+    do_sample=False, length_penalty=..., early_stopping=...) does (model/beam.py): each row
+    gets its best finished sequence, the prompt then the new tokens, which stop at
+    end-of-text (eos_token_id, default the model's); shorter rows are padded with it. Sampling
+    settings do not apply to a search.
 
     Settings are a SamplingSettings or its fields as keywords (temperature=0.8, top_k=40, ...;
     temperature 0 = greedy, every filter off by default). Row b draws with seed + b (None = a
@@ -28,6 +37,11 @@ def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, settings: Samplin
     position counts from there. The prompt is prefilled once; every new token costs one
     position of compute; a full context keeps its last half and is prefilled again.
     """
+    if num_beams is not None:
+        if settings is not None or values:
+            raise ValueError(f"beam search takes no sampling settings (got {sorted(values) or 'settings'})")
+        return _beam_generate(gpt, idx, max_new_tokens, num_beams, length_penalty, early_stopping,
+                              eos_token_id)
     if settings is not None and values:
         raise ValueError(f"pass either settings or setting keywords, not both (got {sorted(values)})")
     settings = settings if settings is not None else SamplingSettings.from_dict(values)
@@ -68,3 +82,17 @@ def generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, settings: Samplin
         else:
             logits = gpt(nxt, cache=cache)[:, -1, :]
     return torch.cat([idx.to(device)] + new, dim=1)
+
+
+def _beam_generate(gpt: GPT, idx: torch.Tensor, max_new_tokens: int, num_beams: int,
+                   length_penalty: float, early_stopping, eos_token_id: int | None) -> torch.Tensor:
+    """Each row's best beam, prompt first, padded with end-of-text to the longest row."""
+    if idx.dim() != 2 or idx.size(1) == 0:
+        raise ValueError(f"idx must be (B, T) with T >= 1, but has shape {tuple(idx.shape)}")
+    eos = gpt.config.eot_token if eos_token_id is None else eos_token_id
+    rows = [idx[b].tolist() + beam_search(gpt, idx[b].tolist(), max_new_tokens, num_beams, length_penalty,
+                                          early_stopping, eos_token_id=eos, record=False).best.tokens
+            for b in range(idx.size(0))]
+    width = max(len(r) for r in rows)
+    pad = eos if eos is not None else 0
+    return torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=idx.device)

@@ -11,6 +11,7 @@ import codecs
 import sys
 import types
 
+from .beam import MAX_BEAMS, beam_search
 from .chain import parse_letters
 from .decode import generate
 from .loading import load_model
@@ -80,6 +81,46 @@ def _bias_flag(text: str) -> list:
                                          f"15043-inf), but got {text!r}") from None
 
 
+def _early_stopping_flag(text: str):
+    choices = {"true": True, "false": False, "never": "never"}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"--early-stopping takes true, false or never, but got {text!r}")
+    return choices[text.lower()]
+
+
+def add_beam_flags(ap: argparse.ArgumentParser) -> None:
+    """Beam search, with transformers' names and meanings (model/beam.py)."""
+    ap.add_argument("--num-beams", type=int, default=None,
+                    help=f"search with this many beams (1 to {MAX_BEAMS}) instead of sampling; "
+                         "prints the best finished sequence as transformers' generate does "
+                         "(sampling flags are ignored)")
+    ap.add_argument("--length-penalty", type=float, default=1.0,
+                    help="a finished beam scores sum(log p) / length ** this (default 1.0; "
+                         "> 0 favours longer text, < 0 shorter)")
+    ap.add_argument("--early-stopping", type=_early_stopping_flag, default=False,
+                    help="true: stop once num-beams sequences finished; false: stop when no "
+                         "running beam is likely to do better (default); never: only when none can")
+
+
+def print_beams(args, session) -> int:
+    """The search's best sequence (with --show-probs: the whole ranking and its scores)."""
+    try:
+        result = beam_search(session.gpt, session.ids, args.max_new_tokens, args.num_beams,
+                             args.length_penalty, args.early_stopping, eos_token_id=session.eot,
+                             record=False)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    decode = session.tokenizer.decode
+    if args.show_probs:
+        for rank, h in enumerate(result.ranking, 1):
+            print(f"#{rank} score {h.score:.4f} (sum log p {h.logprob:.3f}, {len(h.tokens)} tokens): "
+                  f"{decode(h.tokens)!r}")
+    else:
+        print(args.prompt + decode(result.best.tokens))
+    return 0
+
+
 def settings_from_flags(args) -> SamplingSettings:
     values = {name: getattr(args, name) for name in SETTINGS if getattr(args, name) is not None}
     if values.get("dry_sequence_breakers") == ["none"]:
@@ -98,11 +139,15 @@ def main(argv=None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=100)
     add_setting_flags(ap)
     ap.add_argument("--seed", type=int, default=0, help=f"0 to {SEED_MAX}")
+    add_beam_flags(ap)
     ap.add_argument("--show-probs", action="store_true",
                     help="print each step's top candidates and their probabilities")
     args = ap.parse_args(argv)
     try:
         settings = settings_from_flags(args)
+        if args.num_beams is not None:
+            from .beam import check_beam_args
+            check_beam_args(args.num_beams, args.max_new_tokens, args.length_penalty, args.early_stopping)
         if args.max_new_tokens < 0:
             raise ValueError(f"--max-new-tokens must be >= 0, but is {args.max_new_tokens}")
         gpt, tokenizer, _ = load_model(args.model, mode=args.mode)
@@ -113,6 +158,8 @@ def main(argv=None) -> int:
         return 2
     if notice:
         print(f"note: {notice}", file=sys.stderr)
+    if args.num_beams is not None:
+        return print_beams(args, session)
     if not args.show_probs:
         sys.stdout.write(args.prompt)
     # A character can span several tokens (most emoji do in GPT-2): decode the byte stream, so

@@ -22,6 +22,7 @@ SESSION_TOKENS = Limits().session_tokens
 LENS_TOP_N = Limits().lens_top_n
 SAMPLE_DRAWS, CONTINUATIONS, CONTINUATION_TOKENS = (Limits().sample_draws, Limits().continuations,
                                                     Limits().continuation_tokens)
+BEAMS, BEAM_TOKENS = Limits().beams, Limits().beam_tokens
 MAX_MESSAGE = 2_000_000  # an error message may quote the bad value, but stays bounded
 
 
@@ -169,6 +170,15 @@ def check(server, name: str, reply: Reply, args) -> None:
         assert len(d["layers"]) >= 2 and d["layers"][-1]["final_rank"] == 1, where
         assert all(1 <= len(e["top"]) <= LENS_TOP_N for e in d["layers"]), where
         assert all(0.0 <= p <= 1.0 for e in d["layers"] for _, _, p in e["top"]), where
+    elif name == "beam":
+        nb = d["settings"]["num_beams"]
+        assert 1 <= nb <= BEAMS and 1 <= len(d["steps"]) <= d["settings"]["tokens"] <= BEAM_TOKENS, where
+        # Sums of log-probabilities divided by a positive length ** length_penalty: <= 0.
+        assert 1 <= len(d["ranking"]) <= nb and all(h["score"] <= 0 for h in d["ranking"]), where
+        assert all(0 <= c["token"] < server.vocab and c["status"] in ("kept", "finished", "dropped")
+                   for step in d["steps"] for c in step["candidates"]), where
+    elif name == "beam_open":
+        assert 0 <= d["steps"] <= SESSION_TOKENS and isinstance(d["text"], str), where
 
 
 def keep_room(server, reply: Reply) -> None:
@@ -230,4 +240,16 @@ def draw_args(data, name: str, server) -> tuple:
                         st.lists(st.integers(0, 3), min_size=SESSION_TOKENS + 1, max_size=SESSION_TOKENS + 1),
                         junk)
         return data.draw(ids, "ids"), data.draw(hostile_settings, "settings")
+    if name == "beam":
+        options = st.one_of(
+            st.fixed_dictionaries({}, optional={
+                "num_beams": st.integers(1, 6), "length_penalty": st.floats(-3, 3),
+                "early_stopping": st.sampled_from([True, False, "never", "true", "False"])}),
+            st.dictionaries(st.sampled_from(["num_beams", "length_penalty", "early_stopping", "beams", ""]),
+                            scalars, max_size=3),
+            junk)
+        return data.draw(st.one_of(st.integers(1, 8), counts), "n"), data.draw(options, "options")
+    if name == "beam_open":
+        rank = st.one_of(st.integers(0, 5), st.integers(-3, 40), scalars, junk)
+        return data.draw(rank, "rank"), data.draw(hostile_settings, "settings")
     return ()  # undo, export

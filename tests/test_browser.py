@@ -243,3 +243,84 @@ def test_the_keyboard_alone_steps_undoes_picks_generates_and_stops(tab):
     tab.ready()
     assert tab.meta()["steps"] == tab.token_count()
     assert "S or → Step" in page.inner_text(".dp-keys")  # the shortcuts are listed on the page
+
+
+# ---- beam search (static/beam.js): keys and clicks on a laptop, taps on a phone ----
+
+RANKED = "n => DPBeam.state.B && document.querySelectorAll('.dp-beam-hyp').length === n && !DP.state.pending"
+
+
+def _type(tab, selector, text):
+    tab.page.click(selector)
+    tab.page.keyboard.press("Control+A")
+    tab.page.keyboard.type(text)
+
+
+def _exported_tokens(tab) -> list[int]:
+    return [s["token"] for s in tab.export()["steps"]]
+
+
+def test_beam_panel_searches_draws_each_step_and_opens_ranked_beams_by_mouse_keys_and_touch(tab, browser, server):
+    page = tab.page
+    tab.click(".dp-step")
+    tab.wait_steps(1)
+    base = _exported_tokens(tab)
+    tab.click(".dp-beam-box > summary")
+    _type(tab, ".dp-beam-n", "3")
+    _type(tab, ".dp-beam-lp", "0.5")
+    page.click(".dp-beam-es")
+    page.keyboard.press("Escape")  # closes the list a click opened; the select keeps focus
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert page.input_value(".dp-beam-es") == "never"
+    _type(tab, ".dp-beam-tokens", "6")
+    page.keyboard.press("Enter")  # Enter in a box searches
+    tab.wait(RANKED, 3)
+    B = page.evaluate("() => DPBeam.state.B")
+    assert B["settings"] == {"num_beams": 3, "length_penalty": 0.5, "early_stopping": "never", "tokens": 6}
+    # Each step is drawn with its 6 candidates, coloured by what became of them.
+    rows = page.locator(".dp-beam-step")
+    assert rows.count() == len(B["steps"])
+    for i, step in enumerate(B["steps"]):
+        drawn = rows.nth(i).locator(".dp-beam-c")
+        assert drawn.count() == 6
+        classes = [drawn.nth(j).get_attribute("class").split() for j in range(6)]
+        assert [next(k[8:] for k in c if k[8:] in ("kept", "finished", "dropped")) for c in classes] == \
+            [c["status"] for c in step["candidates"]]
+        assert [("dp-beam-ends" in c) for c in classes] == [c["ends"] for c in step["candidates"]]
+    assert page.locator(".dp-beam-step").first.locator(".dp-beam-kept").count() == 3
+    assert tab.meta()["steps"] == 1  # searching changed nothing
+    # Click: the third beam becomes the text, after the token stepped before.
+    page.locator(".dp-beam-open").nth(2).click()
+    tab.wait_steps(1 + len(B["ranking"][2]["tokens"]))
+    assert _exported_tokens(tab) == base + B["ranking"][2]["tokens"]
+    # Keys: from the tokens box, Tab reaches Search, then the best beam's button; Enter opens it.
+    page.click(".dp-beam-tokens")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.dataset.rank") == "0"
+    page.keyboard.press("Enter")
+    tab.wait_steps(1 + len(B["ranking"][0]["tokens"]))
+    assert _exported_tokens(tab) == base + B["ranking"][0]["tokens"]
+    # A value past the limit: the server's message names it, and the text stays.
+    _type(tab, ".dp-beam-n", "17")
+    tab.click(".dp-beam-go")
+    page.wait_for_selector(".dp-toast.dp-error:has-text('num_beams must be a whole number from 1 to 16, but is 17')")
+    assert tab.meta()["steps"] == 1 + len(B["ranking"][0]["tokens"])
+
+    # A phone: tap open the panel, tap Search (4 beams, 20 tokens), tap a ranked beam open.
+    phone = Tab(browser, server, phone=True)
+    try:
+        phone.tap(".dp-beam-box > summary")
+        phone.tap(".dp-beam-go")
+        phone.wait("() => DPBeam.state.B && document.querySelectorAll('.dp-beam-hyp').length >= 1 "
+                   "&& !DP.state.pending")
+        P = phone.page.evaluate("() => DPBeam.state.B")
+        assert P["settings"]["num_beams"] == 4 and len(P["ranking"]) >= 1
+        assert phone.page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
+        phone.tap(".dp-beam-open")
+        phone.wait_steps(len(P["ranking"][0]["tokens"]))
+        assert _exported_tokens(phone) == P["ranking"][0]["tokens"]
+        assert not phone.errors
+    finally:
+        phone.close()

@@ -42,9 +42,10 @@ from ui.api import API
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
-SHARE = {"reset": 0.15, "distribution": 0.17, "step": 0.17, "pick": 0.13, "generate": 0.11,
-         "score": 0.06, "lens": 0.06, "sequence": 0.15,  # a sequence example sends 3 calls, so ~2,000 in all
-         "sample": 0.02, "continuations": 0.01, "open_continuation": 0.01}  # many futures
+SHARE = {"reset": 0.14, "distribution": 0.15, "step": 0.15, "pick": 0.12, "generate": 0.10,
+         "score": 0.06, "lens": 0.06, "sequence": 0.14,  # a sequence example sends 3 calls, so ~2,000 in all
+         "sample": 0.02, "continuations": 0.01, "open_continuation": 0.01,  # many futures
+         "beam": 0.03, "beam_open": 0.01}
 
 
 def examples(name: str) -> settings:
@@ -172,6 +173,10 @@ def test_lens_survives_generated_hostile_input(server, data):
 def test_sample_survives_generated_hostile_input(server, data):
     Fuzz.tests_run.add("sample")
     run(server, "sample", *draw_args(data, "sample", server))
+@examples("beam")
+def test_beam_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("beam")
+    run(server, "beam", *draw_args(data, "beam", server))
 
 
 @pytest.mark.fuzz
@@ -188,10 +193,17 @@ def test_continuations_survive_generated_hostile_input(server, data):
 def test_open_continuation_survives_generated_hostile_input(server, data):
     Fuzz.tests_run.add("open_continuation")
     run(server, "open_continuation", *draw_args(data, "open_continuation", server))
+@examples("beam_open")
+def test_beam_open_survives_generated_hostile_input(server, data):
+    """Opening a ranked beam, after a search that succeeds half of the time."""
+    Fuzz.tests_run.add("beam_open")
+    if data.draw(st.booleans(), "search first"):
+        run(server, "beam", data.draw(st.integers(1, 6), "n"), {"num_beams": data.draw(st.integers(1, 4))})
+    run(server, "beam_open", *draw_args(data, "beam_open", server))
 
 
 CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
-                         "score", "lens"])
+                         "score", "lens", "beam", "beam_open"])
 
 
 @pytest.mark.fuzz
@@ -211,6 +223,8 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "generate": lambda: (data.draw(st.integers(1, 3)), data.draw(plausible_settings)),
                     "score": lambda: (data.draw(st.sampled_from(["To be, or not", "x", "🙂 ok"])),),
                     "lens": lambda: (data.draw(st.integers(1, 8)),),
+                    "beam": lambda: (data.draw(st.integers(1, 4)), {"num_beams": data.draw(st.integers(1, 4))}),
+                    "beam_open": lambda: (data.draw(st.integers(0, 3)), {}),
                     "undo": tuple, "export": tuple}[name]()
             count_sent(server)
             reply = fresh.call(name, *args)

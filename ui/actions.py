@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from model import futures
+from model.beam import EARLY_STOPPING, MAX_BEAMS, beam_search
 from model.sampling import SEED_MAX, SamplingSettings
 from model.session import validate_text
 
@@ -46,6 +47,11 @@ class Limits:
     continuations: int = 16
     continuation_tokens: int = 200
     continuation_cache_bytes: int = 512 * 2**20
+    # Beam search: beams, new tokens per search, and |length_penalty|. 16 beams x 100 tokens
+    # are 100 forwards of 16 rows (seconds on SmolLM2), and 3,200 candidates for the page.
+    beams: int = MAX_BEAMS
+    beam_tokens: int = 100
+    length_penalty: float = 10.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -75,6 +81,14 @@ def check_integer(name: str, value, lo: int, hi: int, what: str = "") -> int:
         raise UserError(f"{name} must be a whole number from {lo:,} to {hi:,}{what}, "
                         f"but is {value!r:.80}")
     return int(value)
+
+
+def check_number(name: str, value, lo: float, hi: float) -> float:
+    """A finite number in [lo, hi]; names anything else and the range."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            or not lo <= value <= hi):
+        raise UserError(f"{name} must be a number from {lo:g} to {hi:g}, but is {value!r:.80}")
+    return float(value)
 
 
 def check_text(name: str, value) -> str:
@@ -110,6 +124,32 @@ def settings_from(value) -> SamplingSettings:
         return SamplingSettings.from_dict(None if value == "" else value)
     except ValueError as e:
         raise UserError(str(e)) from None
+
+
+BEAM_DEFAULTS = {"num_beams": 4, "length_penalty": 1.0, "early_stopping": False}
+
+
+def beam_options(value, limits: Limits) -> dict:
+    """A beam search's options from outside: a JSON object of BEAM_DEFAULTS' keys (missing
+    ones take the default), each checked against the limits."""
+    if value is None or value == "":
+        value = {}
+    if not isinstance(value, dict):
+        raise UserError(f"beam options must be a JSON object such as {BEAM_DEFAULTS}, but are "
+                        f"{type(value).__name__} {value!r:.80}")
+    unknown = sorted(str(k) for k in value if k not in BEAM_DEFAULTS)
+    if unknown:
+        raise UserError(f"unknown beam option {unknown[0][:80]!r}: the options are {', '.join(BEAM_DEFAULTS)}")
+    v = BEAM_DEFAULTS | value
+    early = v["early_stopping"]
+    if isinstance(early, str) and early.lower() in ("true", "false", "never"):
+        early = {"true": True, "false": False}.get(early.lower(), "never")
+    if not any(early is e for e in EARLY_STOPPING):
+        raise UserError(f"early_stopping must be true, false or \"never\", but is {early!r:.80}")
+    return {"num_beams": check_integer("num_beams", v["num_beams"], 1, limits.beams),
+            "length_penalty": check_number("length_penalty", v["length_penalty"], -limits.length_penalty,
+                                           limits.length_penalty),
+            "early_stopping": early}
 
 
 class Actions:
@@ -345,6 +385,41 @@ class Actions:
         return [{"seed": r.seed, "tokens": r.tokens, "ids": generated + r.tokens, "probs": r.probs,
                  "logprob": r.logprob, "raw_logprob": r.raw_logprob, "stopped": r.stopped}
                 for r in rows]
+    # ---- beam search ----
+
+    def beam(self, user, n, options, keep=None):
+        """Beam search from the session's text as it is (the prompt and the tokens so far),
+        as transformers' generate(num_beams=...) does; the text is not changed. options: a
+        JSON object of BEAM_DEFAULTS' keys. The result is kept on the user, so that open_beam
+        can make one of its sequences the text. Returns (result, settings, the generated
+        tokens it continues)."""
+        s = self.session(user)
+        lim = self.limits
+        n = check_integer("tokens to search", n, 1, min(lim.beam_tokens, s.block_size - 1))
+        opts = beam_options(options, lim)
+        self.interrupt(user, keep)
+        with s.lock:
+            base, ids = [r.token for r in s.history], list(s.ids)
+        # One end token, as transformers' eos_token_id: the end of the turn in chat mode.
+        eos = next(iter(user.stop_tokens() - {s.eot}), s.eot)
+        result = self._refused(beam_search, s.gpt, ids, n, opts["num_beams"], opts["length_penalty"],
+                               opts["early_stopping"], eos, True, lim.beams)
+        # What the search continued, not the session itself (a freed session must not be kept).
+        user.beams = (user.model, ids[:s.prompt_len], base, result)
+        self._touch(user)
+        return result, opts | {"tokens": n}, base
+
+    def open_beam(self, user, rank, settings: SamplingSettings) -> int:
+        """Make the rank-th sequence (0 = best) of this session's last beam search the text,
+        through open_path. Returns how many tokens were replayed."""
+        s = self.session(user)
+        if user.beams is None:
+            raise UserError("There is no beam search to open in this session: run Beam search first.")
+        model, prompt, base, result = user.beams
+        if model != user.model or prompt != s.ids[:s.prompt_len]:
+            raise UserError("The prompt or the model changed since this beam search: run Beam search again.")
+        rank = check_integer("rank", rank, 0, len(result.ranking) - 1, " (0 = the best sequence)")
+        return self.open_path(user, base + result.ranking[rank].tokens, settings)
 
     # ---- shared checks ----
 

@@ -5,6 +5,7 @@ the page. Each gradio_client.Client is its own session.
     pick(token, settings)   undo()   generate(n, settings) (streams)   export()
     score(text)   lens(top_n)
     sample(n, settings)   continuations(n, m, settings)   open_continuation(ids, settings)
+    beam(n, options)   beam_open(rank, settings)
 
 Settings are a JSON object of SamplingSettings fields; missing ones keep their defaults.
 A failure is a gradio error whose message names the bad value and what to do.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import gradio as gr
 
 from .actions import Actions, as_user_error, check_text, settings_from
+from .beam_view import beam_summary
 from .chart import distribution_summary
 from .inside import Inside
 from .tokens import token_label
@@ -151,3 +153,22 @@ class API:
         s = user.session
         return {"text": s.text, "generated": s.generated_text, "steps": len(s.history),
                 "replayed": replayed}
+    # ---- beam search ----
+
+    def beam(self, user, n, options):
+        """Beam search from the session's text: every step's candidates and the final ranking
+        (ui/beam_view.py); options {"num_beams", "length_penalty", "early_stopping"}."""
+        try:
+            result, settings, base = self.actions.beam(user, 20 if n is None else n, options)
+            return beam_summary(user.session, result, base, settings)
+        except Exception as e:
+            raise _fail(e) from None
+
+    def beam_open(self, user, rank, settings):
+        """Make the rank-th sequence (0 = best) of the last /beam the session's text."""
+        try:
+            replayed = self.actions.open_beam(user, 0 if rank is None else rank, settings_from(settings))
+        except Exception as e:
+            raise _fail(e) from None
+        s = user.session
+        return {"replayed": replayed, "text": s.text, "generated": s.generated_text, "steps": len(s.history)}

@@ -14,6 +14,7 @@ import time
 import gradio as gr
 
 from .actions import Actions, UserError, as_user_error, settings_from
+from .beam_view import beam_summary
 from .inside import Inside
 from .model_panel import model_panel_html
 from .state import UserState, display_name
@@ -259,4 +260,25 @@ class PageHandlers:
         """Open a continuation: its tokens become the text (open_path)."""
         def do(d):
             self.actions.open_path(user, d.get("ids"), settings_from(d.get("settings")))
+    # ---- beam search (static/beam.js) ----
+
+    def beam(self, user, evt: gr.EventData):
+        """Beam search from the text as it is: the steps' candidates and the final ranking
+        for the panel. The text stays, unless a running Generate is cut back (then a
+        snapshot carries the text as it now is)."""
+        d = event_data(evt)
+        def run():
+            generating = user is not None and user.streaming is not None and not user.streaming.is_set()
+            self._halt(user)
+            result, settings, base = self.actions.beam(user, d.get("n"), d.get("options"), d.get("keep"))
+            summary = beam_summary(user.session, result, base, settings)
+            if generating:
+                return self.view.snapshot(user, d.get("id"), None, beam=summary)
+            return self.view.message(user, d.get("id"), beam=summary)
+        return user, self._guard(user, d.get("id"), run)
+
+    def beam_open(self, user, evt: gr.EventData):
+        """A ranked beam becomes the text (Actions.open_path keeps the steps it shares)."""
+        def do(d):
+            self.actions.open_beam(user, d.get("rank"), settings_from(d.get("settings")))
         return self._change(user, evt, do)

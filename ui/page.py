@@ -13,7 +13,7 @@ from pathlib import Path
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "bar_canvas.js",
            "chart_hits.js", "chart.js", "text.js", "strip.js", "futures.js",
-           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "app.js")
+           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "beam.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -133,6 +133,10 @@ TEMPLATE = """
         </div>
         <ol class="dp-cont-list" aria-label="continuations: Open makes one the text" hidden></ol>
       </section>
+      <details class="dp-beam-box">
+        <summary>Beam search <span class="dp-muted">many futures at once: which survive, which finish</span></summary>
+        <section class="dp-beam" aria-label="Beam search"></section>
+      </details>
     </div>
     <div class="dp-links">
       <button type="button" class="dp-btn dp-export">Export history (JSON)</button>
@@ -162,13 +166,14 @@ MOUNT_JS = """
   if (!(window.DP && window.DP.mount)) return setTimeout(mount, 25);
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
   // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
-  // Many futures: 'sample' 'continuations' 'open'
+  // Many futures: 'sample' 'continuations' 'open'; beam search: 'beam' 'beam_open'
   DP.mount(element, trigger, props, watch);
 })();
 """
 EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind", "inspect",
           "generate", "stop", "seed", "export", "lens")
 EVENTS += ("sample", "continuations", "open")  # many futures (static/futures.js)
+EVENTS += ("beam", "beam_open")  # beam search (static/beam.js)
 assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"
 
 

@@ -134,6 +134,9 @@ class UserState:
     streaming: threading.Event | None = None
     last_used: float = field(default_factory=time.monotonic)
     evicted: bool = False
+    # The last beam search (model, prompt ids, the generated tokens it continued, its
+    # BeamResult), for opening one of its sequences.
+    beams: tuple | None = None
 
     def new_session(self, loaded: LoadedModel, prompt: str, seed: int, chat: bool,
                     max_prompt_chars: int) -> str:

@@ -181,6 +181,14 @@
     /* ---- the logit lens below the chart (lens.js): the live step's layers, on request ---- */
     const lens = global.DPLens.mount($(".dp-lens"), $(".dp-lens-btn"), { request: () => act("lens", { top_n: 5 }) });
 
+    /* ---- beam search, in its panel below the tools (beam.js) ---- */
+    // Like Step, a search or an opened beam cuts a running Generate back to what is shown.
+    for (const name of ["beam", "beam_open"]) global.DPQueue.INTERRUPTS.add(name);
+    const beam = global.DPBeam.mount($(".dp-beam"), limits, {
+      search: (n, options) => act("beam", { n, options }),
+      open: (rank) => act("beam_open", { rank, settings: settingsNow() }),
+    });
+
     /* ---- the chart ---- */
     const labelOf = (id) => {
       const P = st.shown || {};
@@ -318,6 +326,7 @@
         if (D.export) download(D.export);
         if (D.lens) lens.show(D.lens, st.live, st.generating);
         futuresPayload(D);
+        if (D.beam) beam.show(D.beam);
         if (D.ack) acked(D.ack);
         return;
       }
@@ -371,6 +380,8 @@
       if (D.generating !== undefined && !D.generating) { st.generating = false; setGenerating(false); }
       if (D.lens) lens.show(D.lens, st.live, st.generating);
       else lens.sync(st.live, st.generating);
+      if (D.beam) beam.show(D.beam);
+      else if (D.ack) beam.idle();
       if (D.evicted) showEvicted();
       if (D.export) download(D.export);
       futuresPayload(D);
