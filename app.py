@@ -23,6 +23,9 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(api_name="/export")                                # the whole history as JSON
     c.predict("To be, or not to be", api_name="/score")          # every token's loss; the next token
     c.predict(5, api_name="/lens")                               # each layer's top 5 for the next token
+    c.predict(api_name="/tree")                                  # every branch made so far
+    c.predict(3, api_name="/goto")                               # stand at node 3 of the tree
+    c.predict(exported, api_name="/load_tree")                   # open what /export gave
 """
 
 from __future__ import annotations
@@ -88,8 +91,11 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_top_n = gr.JSON(None, label="top_n")
             a_text = gr.Textbox(label="text")
             a_out = gr.JSON(label="result")
+            a_node = gr.JSON(None, label="node")
+            a_data = gr.JSON(None, label="data")
             b = {name: gr.Button(name) for name in
-                 ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens")}
+                 ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens",
+                  "tree", "goto", "load_tree")}
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -118,6 +124,10 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["export"].click(api.export, [state], a_out, api_name="export", **pub)
         b["score"].click(api.score, [state, a_text], a_out, api_name="score", **pub)
         b["lens"].click(api.lens, [state, a_top_n], a_out, api_name="lens", **pub)
+        # The tree of generations.
+        b["tree"].click(api.tree, [state], a_out, api_name="tree", **pub)
+        b["goto"].click(api.goto, [state, a_node], a_out, api_name="goto", **pub)
+        b["load_tree"].click(api.load_tree, [state, a_data], a_out, api_name="load_tree", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

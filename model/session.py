@@ -478,6 +478,10 @@ class DecodingSession:
             self.rewind(steps)
             self.tree.remove_leaf_chain(leaf, set(self._nodes))
 
+    def record_bytes(self, record: StepRecord) -> int:
+        """A record's Python objects (what the tree counts for it in memory_breakdown)."""
+        return _record_bytes(record, _plain_bytes(record.settings))
+
     def adopt(self, prompt_ids: list[int], tree: Tree, node_id: int) -> None:
         """Start over from `prompt_ids` with `tree` (an imported one, checked by
         model/tree_io.py against this model) and stand at its node `node_id`."""

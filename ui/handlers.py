@@ -204,8 +204,25 @@ class PageHandlers:
         why = {"end of text": "The model produced end-of-text: generation stopped.",
                "end of turn": "The model ended its turn: generation stopped.",
                "limit": f"This session reached {self.actions.limits.session_tokens} new tokens: "
-                        "press Reset (or Undo) to continue."}.get(reason)
+                        "press Reset (or Undo) to continue.",
+               "tree limit": f"This session's tree reached {self.actions.limits.tree_nodes:,} nodes: "
+                             "Export it to keep it, then press Reset."}.get(reason)
         yield user, self.view.snapshot(user, ack, {"kind": "note", "text": why} if why else None)
+
+    # ---- the tree of generations ----
+
+    def goto(self, user, evt: gr.EventData):
+        """A node of the tree was chosen (click, tap or keys): stand there."""
+        def do(d):
+            self.actions.goto(user, d.get("node"), d.get("keep"))
+        return self._change(user, evt, do)
+
+    def load_tree(self, user, evt: gr.EventData):
+        """A tree file the visitor chose (its parsed JSON): open it, or say why not."""
+        def do(d):
+            n = self.actions.import_tree(user, d.get("data"))
+            return {"kind": "note", "text": f"Opened a tree of {n:,} nodes."}
+        return self._change(user, evt, do)
 
     # ---- looking ----
 

@@ -150,11 +150,12 @@ MOUNT_JS = """
   if (!(window.DP && window.DP.mount && window.Plotly)) return setTimeout(mount, 25);
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
   // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
+  // the tree of generations: 'goto' 'load_tree'
   DP.mount(element, trigger, props, watch);
 })();
 """
 EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind", "inspect",
-          "generate", "stop", "seed", "export", "lens")
+          "generate", "stop", "seed", "export", "lens", "goto", "load_tree")
 assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"
 
 
