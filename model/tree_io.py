@@ -34,12 +34,18 @@ def _int(value, name: str, lo: int, hi: int) -> int:
     return value
 
 
-def _prob(value, name: str, allow_none: bool = False) -> float | None:
+def _number(value, name: str, allow_none: bool = False, lo: float = -math.inf, hi: float = math.inf):
+    """A finite number in [lo, hi] (None where allowed); an integer too large for a float
+    is refused like any other bad value."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number, but is {value!r:.80}")
-    return float(value)
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    except OverflowError:
+        number = None
+    if number is None or not math.isfinite(number) or not lo <= number <= hi:
+        raise ValueError(f"{name} must be a finite number from {lo} to {hi}, but is {value!r:.80}")
+    return number
 
 
 def _record(data, where: str, position: int, vocab_size: int, piece):
@@ -57,12 +63,9 @@ def _record(data, where: str, position: int, vocab_size: int, piece):
     token = _int(data["token"], f"{where}: token", 0, vocab_size - 1)
     if data["how"] not in HOWS:
         raise ValueError(f"{where}: how must be one of {HOWS}, but is {data['how']!r:.40}")
-    u = _prob(data["u"], f"{where}: u", allow_none=True)
-    if u is not None and not 0 <= u < 1:
-        raise ValueError(f"{where}: u must be in [0, 1), but is {u!r}")
-    prob, raw = _prob(data["prob"], f"{where}: prob"), _prob(data["raw_prob"], f"{where}: raw_prob")
-    if not (0 <= prob <= 1 and 0 <= raw <= 1):
-        raise ValueError(f"{where}: probabilities must be in [0, 1], but are {prob!r} and {raw!r}")
+    u = _number(data["u"], f"{where}: u", allow_none=True, lo=0, hi=1)
+    prob = _number(data["prob"], f"{where}: prob", lo=0, hi=1)
+    raw = _number(data["raw_prob"], f"{where}: raw_prob", lo=0, hi=1)
     if not isinstance(data["settings"], dict):
         raise ValueError(f"{where}: settings must be an object")
     try:
@@ -81,15 +84,15 @@ def _record(data, where: str, position: int, vocab_size: int, piece):
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise ValueError(f"{where}: a candidate of {stage!r:.40} must be [token, probability]")
             out.append((_int(pair[0], f"{where}: candidate token", 0, vocab_size - 1),
-                        _prob(pair[1], f"{where}: candidate probability")))
+                        _number(pair[1], f"{where}: candidate probability", lo=0, hi=1)))
         checked[str(stage)] = out
     draws = data["draws"]
-    if not isinstance(draws, dict) or not all(isinstance(k, str) and isinstance(v, (int, float))
-                                              and not isinstance(v, bool) for k, v in draws.items()):
-        raise ValueError(f"{where}: draws must be an object of numbers")
+    if not isinstance(draws, dict) or len(draws) > 8:
+        raise ValueError(f"{where}: draws must be an object of at most 8 numbers")
+    draws = {str(k): _number(v, f"{where}: draw {k!r:.20}", lo=0, hi=1) for k, v in draws.items()}
     return StepRecord(position=position, token=token, piece=piece(token), how=data["how"], u=u,
                       prob=prob, raw_prob=raw, settings=settings, candidates=checked,
-                      mu=_prob(data["mu"], f"{where}: mu", allow_none=True), draws=dict(draws))
+                      mu=_number(data["mu"], f"{where}: mu", allow_none=True), draws=draws)
 
 
 def tree_from_dict(data, *, vocab_size: int, block_size: int, prompt_len: int, max_nodes: int,
@@ -124,7 +127,7 @@ def tree_from_dict(data, *, vocab_size: int, block_size: int, prompt_len: int, m
         record = _record(raw.get("record"), where, position, vocab_size, piece)
         if tree.child(parent, record.token) is not None:
             raise ValueError(f"{where}: its parent {parent} already has a child of token {record.token}")
-        mu_after = _prob(raw.get("mu_after"), f"{where}: mu_after", allow_none=True)
+        mu_after = _number(raw.get("mu_after"), f"{where}: mu_after", allow_none=True)
         tree.add(parent, record, window, mu_after, measure(record))
     current = _int(data.get("current"), "current", 0, len(tree) - 1)
     return tree, current

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from model.chain import CHAIN_STAGES, PRESETS
 from model.sampling import SETTINGS
+from model.tree_io import FORMAT, HOWS
 from ui.actions import Limits
 
 from .raw_client import Reply, strict_json
 
 SETTING_NAMES = tuple(SETTINGS)
 SESSION_TOKENS = Limits().session_tokens
+TREE_NODES = Limits().tree_nodes
 LENS_TOP_N = Limits().lens_top_n
 MAX_MESSAGE = 2_000_000  # an error message may quote the bad value, but stays bounded
 
@@ -154,6 +156,13 @@ def check(server, name: str, reply: Reply, args) -> None:
         assert all(0.0 <= t["prob"] <= 1.0 and t["rank"] >= 1 for t in tokens[1:]), where
         assert d["predicted"] == 0 or (math.isfinite(d["mean_loss_nats_per_token"])
                                        and d["mean_loss_nats_per_token"] >= 0), where
+    elif name == "tree":
+        assert d["nodes"][0] == [-1, -1, 1.0] and 1 <= len(d["nodes"]) <= TREE_NODES, where
+        assert 0 <= d["current"] < len(d["nodes"]) and len(d["labels"]) == len(d["nodes"]), where
+    elif name == "goto":
+        assert 0 <= d["node"] < TREE_NODES and 0 <= d["steps"] <= SESSION_TOKENS, where
+    elif name == "load_tree":
+        assert 1 <= d["nodes"] <= TREE_NODES and 0 <= d["steps"] <= SESSION_TOKENS, where
     elif name == "lens":
         assert len(d["layers"]) >= 2 and d["layers"][-1]["final_rank"] == 1, where
         assert all(1 <= len(e["top"]) <= LENS_TOP_N for e in d["layers"]), where
@@ -177,6 +186,38 @@ def run(server, name, *args):
 
 
 # ---- the generated inputs, endpoint by endpoint ----
+
+def tree_files(server) -> st.SearchStrategy:
+    """What /load_tree may be sent: junk, and exports close enough to real ones to reach
+    every check (a real header, nodes in order, records with each field plausible or not)."""
+    token = st.one_of(st.integers(0, server.vocab - 1), st.integers(-2, server.vocab + 2), scalars)
+    record = st.fixed_dictionaries(
+        {"position": st.one_of(st.integers(0, 8), scalars), "token": token, "piece": texts,
+         "how": st.one_of(st.sampled_from(HOWS), texts), "u": st.one_of(st.floats(0, 1), scalars),
+         "prob": st.one_of(st.floats(0, 1), scalars), "raw_prob": st.one_of(st.floats(0, 1), scalars),
+         "settings": hostile_settings,
+         "candidates": st.dictionaries(st.sampled_from(["raw", "top_k", "bogus"]),
+                                       st.lists(st.lists(st.one_of(token, st.floats(0, 1)), max_size=3),
+                                                max_size=3), max_size=2),
+         "mu": st.one_of(st.none(), st.floats()), "draws": st.one_of(st.just({"xtc": 0.5}), junk)},
+        optional={"bogus": junk})
+    def node(i):
+        return st.fixed_dictionaries({
+            "id": st.one_of(st.just(i), scalars), "parent": st.one_of(st.integers(0, max(0, i - 1)), scalars),
+            "window": st.one_of(st.just(0), st.integers(-2, 300), scalars),
+            "mu_after": st.one_of(st.none(), st.floats()), "record": st.one_of(record, junk)})
+    root = st.just({"id": 0, "parent": None, "window": 0, "mu_after": None, "record": None})
+    nodes = st.integers(0, 4).flatmap(lambda n: st.tuples(root, *[node(i) for i in range(1, n + 1)]).map(list))
+    tree = st.fixed_dictionaries({"format": st.one_of(st.just(FORMAT), texts), "nodes": st.one_of(nodes, junk),
+                                  "current": st.one_of(st.integers(0, 4), scalars)})
+    export = st.fixed_dictionaries(
+        {"model": st.one_of(st.just(server.model), model_names(server)),
+         "vocab_size": st.one_of(st.just(server.vocab), scalars),
+         "prompt_ids": st.one_of(st.lists(token, min_size=1, max_size=4), junk),
+         "seed": st.one_of(st.integers(0, 9), scalars), "tree": st.one_of(tree, junk)},
+        optional={"chat": scalars, "typed_prompt": st.one_of(texts, junk)})
+    return st.one_of(export, junk)
+
 
 def model_names(server):
     return st.one_of(st.sampled_from(["", None, server.model, server.model + "/", "smollm2",
@@ -206,4 +247,8 @@ def draw_args(data, name: str, server) -> tuple:
         return (data.draw(st.one_of(texts, junk), "text"),)
     if name == "lens":
         return (data.draw(st.one_of(st.integers(1, 8), st.integers(-5, LENS_TOP_N + 5), scalars, junk), "top_n"),)
-    return ()  # undo, export
+    if name == "goto":
+        return (data.draw(st.one_of(st.integers(0, 8), st.integers(-5, 10**6), scalars, junk), "node"),)
+    if name == "load_tree":
+        return (data.draw(tree_files(server), "data"),)
+    return ()  # undo, export, tree

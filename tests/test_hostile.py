@@ -42,8 +42,9 @@ from ui.api import API
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
-SHARE = {"reset": 0.15, "distribution": 0.17, "step": 0.17, "pick": 0.13, "generate": 0.11,
-         "score": 0.06, "lens": 0.06, "sequence": 0.15}  # a sequence example sends 3 calls, so ~2,000 in all
+SHARE = {"reset": 0.15, "distribution": 0.14, "step": 0.14, "pick": 0.13, "generate": 0.11,
+         "score": 0.06, "lens": 0.06, "goto": 0.03, "load_tree": 0.03,
+         "sequence": 0.15}  # a sequence example sends 3 calls, so ~2,000 in all
 
 
 def examples(name: str) -> settings:
@@ -165,8 +166,24 @@ def test_lens_survives_generated_hostile_input(server, data):
     run(server, "lens", *draw_args(data, "lens", server))
 
 
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("goto")
+def test_goto_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("goto")
+    run(server, "goto", *draw_args(data, "goto", server))
+
+
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("load_tree")
+def test_load_tree_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("load_tree")
+    run(server, "load_tree", *draw_args(data, "load_tree", server))
+
+
 CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
-                         "score", "lens"])
+                         "score", "lens", "tree", "goto"])
 
 
 @pytest.mark.fuzz
@@ -186,7 +203,8 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "generate": lambda: (data.draw(st.integers(1, 3)), data.draw(plausible_settings)),
                     "score": lambda: (data.draw(st.sampled_from(["To be, or not", "x", "🙂 ok"])),),
                     "lens": lambda: (data.draw(st.integers(1, 8)),),
-                    "undo": tuple, "export": tuple}[name]()
+                    "goto": lambda: (data.draw(st.integers(0, 3)),),
+                    "undo": tuple, "export": tuple, "tree": tuple}[name]()
             count_sent(server)
             reply = fresh.call(name, *args)
             check(server, name, reply, args)
@@ -198,7 +216,8 @@ def test_calls_before_reset_name_what_to_do_and_undo_on_empty_history_is_a_no_op
     fresh = RawSession(server.url)
     try:
         for name, args in [("step", ({},)), ("pick", (1, {})), ("undo", ()), ("generate", (2, {})),
-                           ("export", ()), ("distribution", ({}, 5)), ("lens", (5,))]:
+                           ("export", ()), ("distribution", ({}, 5)), ("lens", (5,)), ("tree", ()),
+                           ("goto", (0,)), ("load_tree", ({},))]:
             reply = fresh.call(name, *args)
             assert not reply.ok and "No model is loaded" in reply.error, (name, reply)
         scored = fresh.call("score", "To be, or not")  # scoring needs no session: the default model

@@ -141,7 +141,7 @@ def _bad(data):
     case("node 2: position must be", lambda d: d["nodes"][2]["record"].update(position=0))
     case("node 1: window must be", lambda d: d["nodes"][1].update(window=-1))
     case("temperature", lambda d: d["nodes"][1]["record"]["settings"].update(temperature="hot"))
-    case("u must be in [0, 1)", lambda d: d["nodes"][1]["record"].update(u=2.0))
+    case("u must be a finite number from 0 to 1", lambda d: d["nodes"][1]["record"].update(u=2.0))
     case("lacks ['prob']", lambda d: d["nodes"][1]["record"].pop("prob"))
     case("has 5 nodes; at most 3 are allowed", lambda d: None)
     case("current must be", lambda d: d.update(current=99))
