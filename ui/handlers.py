@@ -212,10 +212,16 @@ class PageHandlers:
     # ---- the tree of generations ----
 
     def goto(self, user, evt: gr.EventData):
-        """A node of the tree was chosen (click, tap or keys): stand there."""
-        def do(d):
+        """A node of the tree was chosen (click, tap or keys): stand there. The page's settings
+        panel follows the node: it gets the settings of the node's step."""
+        d = event_data(evt)
+        def run():
+            self._halt(user)
             self.actions.goto(user, d.get("node"), d.get("keep"))
-        return self._change(user, evt, do)
+            s = user.session
+            return self.view.snapshot(user, d.get("id"), None,
+                                      node_settings=s.history[-1].settings if s.history else None)
+        return user, self._guard(user, d.get("id"), run)
 
     def load_tree(self, user, evt: gr.EventData):
         """A tree file the visitor chose (its parsed JSON): open it, or say why not."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "chart.js", "text.js",
-           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "app.js")
+           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "tree.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -121,10 +121,19 @@ TEMPLATE = """
           aria-controls="dp-lens">Logit lens</button>
       </div>
       <section class="dp-lens" id="dp-lens" hidden aria-label="Logit lens" aria-live="polite"></section>
+      <section class="dp-tree-box" aria-label="Tree of generations">
+        <h2 class="dp-tree-head">Tree of generations <span class="dp-muted dp-tree-count"></span></h2>
+        <p class="dp-muted dp-tree-help">Every step you made, on every branch: Undo, Rewind and a new
+          token keep the old path. Click or tap a token to go there; in the tree, ← parent,
+          → child, ↑ ↓ sibling.</p>
+        <div class="dp-tree" aria-label="the tree: each token with the probability it was chosen with"></div>
+      </section>
     </div>
     <div class="dp-links">
       <button type="button" class="dp-btn dp-export">Export history (JSON)</button>
       <button type="button" class="dp-btn dp-copy-link">Copy link to this view</button>
+      <label class="dp-btn dp-open-tree">Open a saved tree (JSON)<input type="file" class="dp-tree-file"
+        accept=".json,application/json"></label>
       <span class="dp-keys dp-muted"><b>Keys:</b> S or → Step · U or ← Undo · G Generate ·
         Esc Stop · 1–9 pick the n-th bar · Tab to bars and tokens, Enter picks or inspects ·
         looking back: R Rewind, B back</span>
