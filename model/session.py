@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .branch_cache import BRANCH_BYTES, Branch, BranchCache
 from .decode_rows import decode_rows, exact_group
 from .kept import top_candidates
 from .kv_cache import context_window
@@ -132,7 +133,7 @@ def _storage_bytes(tensors, seen: set[int]) -> int:
 
 class DecodingSession:
     def __init__(self, gpt, tokenizer, seed: int = 0, max_prompt_chars: int = 1_000_000,
-                 batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES):
+                 batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES, branch_bytes: int = BRANCH_BYTES):
         if batcher is not None and batcher.gpt is not gpt:
             raise ValueError("the batcher serves another model; give each loaded model its own "
                              "Batcher(gpt) and pass it to that model's sessions")
@@ -141,7 +142,7 @@ class DecodingSession:
             raise ValueError(f"keep_logits_bytes must be a whole number of bytes >= 0, but is "
                              f"{keep_logits_bytes!r}")
         self.gpt, self.tokenizer, self.batcher = gpt, tokenizer, batcher
-        self.keep_logits_bytes = keep_logits_bytes
+        self.keep_logits_bytes, self.branch_bytes = keep_logits_bytes, branch_bytes
         self.vocab_size = gpt.config.vocab_size
         self.block_size = gpt.config.block_size
         self.max_prompt_chars = max_prompt_chars
@@ -257,6 +258,7 @@ class DecodingSession:
             self._mu: float | None = None  # mirostat's state for the next step (None: 2τ)
             self.tree = Tree()  # every step made, on every branch
             self._nodes: list[int] = []  # the tree's node of each step of the history
+            self.branches = BranchCache(self.branch_bytes)  # keys and values of branches left
             self._kept_logits_steps = self._kept_logits_bytes = 0  # the newest steps keeping theirs
             self._prefill()
             self.notice = notice.strip()
@@ -389,11 +391,12 @@ class DecodingSession:
         restore the state from just before that step."""
         record, window = self.history[steps], self._step_windows[steps]
         logits = record.logits
+        self._save_branch(steps)
         for gone in self.history[steps:]:
             if gone.logits is not None:
                 self._kept_logits_steps -= 1
                 self._kept_logits_bytes -= gone.logits.untyped_storage().nbytes()
-                gone.logits = None  # a branch off the path keeps no tensors: goto recomputes them
+                gone.logits = None  # a branch off the path keeps its tensors in self.branches only
         del self.history[steps:], self._step_windows[steps:], self._nodes[steps:]
         del self._ids[record.position:]
         self._mu = record.mu  # mirostat's state from just before that step
@@ -403,6 +406,19 @@ class DecodingSession:
             self.logits = logits
         else:
             self._prefill(window)  # the window slid since (or the logits were dropped)
+
+    def _save_branch(self, steps: int) -> None:
+        """Copy the keys and values of history[steps:] out of the cache before it is cut
+        back, with their logits, where the cache holds them all in one window."""
+        first = self.history[steps].position - self._window  # its position in the cache
+        if (first < 1 or self._cache.pos != len(self._ids) - self._window
+                or any(w != self._window for w in self._step_windows[steps:])):
+            return
+        self.branches.save(Branch(
+            nodes=self._nodes[steps:], start=self.history[steps].position, window=self._window,
+            k=self._cache.k[:, :, :, first:self._cache.pos].clone(),
+            v=self._cache.v[:, :, :, first:self._cache.pos].clone(),
+            logits=[r.logits for r in self.history[steps:]], logits_after=self.logits))
 
     def rewind(self, steps: int) -> None:
         """Go back to the first `steps` steps of the history (0 = back to the prompt); the
@@ -425,8 +441,48 @@ class DecodingSession:
                 shared += 1
             if shared < len(self.history):
                 self._back_to(shared)
-            self._follow(target[shared:])
+            rest = target[shared:]
+            while rest:  # where the branch's keys and values were kept: a copy
+                taken = self.branches.take(rest, len(self._ids), self._window)
+                if taken is None:
+                    break
+                self._restore_copied(*taken)
+                rest = rest[taken[1]:]
+            self._follow(rest)  # the rest: the model runs over them
             return len(target) - shared
+
+    @torch.inference_mode()
+    def _restore_copied(self, branch: Branch, n: int) -> None:
+        """Append the first n steps of a saved branch: its keys and values into the cache,
+        its records as they were, each with the logits it was drawn from."""
+        for layer in range(branch.k.size(0)):
+            self._cache.append(layer, branch.k[layer, :, :, :n], branch.v[layer, :, :, :n])
+        self._cache.advance(n)
+        for j in range(n):
+            node = self.tree.nodes[branch.nodes[j]]
+            record = node.record
+            if branch.logits[j] is None:
+                self._forget_kept_logits()  # the steps keeping theirs stay the newest
+            record.logits = branch.logits[j]
+            self.history.append(record)
+            self._step_windows.append(self._window)
+            self._nodes.append(node.id)
+            if record.logits is not None:
+                self._drop_old_logits(record)
+            self._mu = node.mu_after
+            self._ids.append(record.token)
+        after = branch.logits[n] if n < len(branch.nodes) else branch.logits_after
+        if after is None:  # dropped: one decode step over the copied cache gives its bits
+            self._cache.truncate(self._cache.pos - 1)
+            idx = torch.tensor([[self._ids[-1]]], dtype=torch.long)
+            after = self.gpt(idx, cache=self._cache)[0, -1].float()
+        self.logits = after
+
+    def _forget_kept_logits(self) -> None:
+        """Drop every step's kept logits (a step without them is about to be the newest)."""
+        for record in self.history[len(self.history) - self._kept_logits_steps:]:
+            record.logits = None
+        self._kept_logits_steps = self._kept_logits_bytes = 0
 
     @torch.inference_mode()
     def _follow(self, node_ids: list[int]) -> None:
@@ -476,7 +532,8 @@ class DecodingSession:
                 return
             leaf = self._nodes[-1]
             self.rewind(steps)
-            self.tree.remove_leaf_chain(leaf, set(self._nodes))
+            if self.tree.remove_leaf_chain(leaf, set(self._nodes)):
+                self.branches.forget_from(len(self.tree))  # their ids will be reused
 
     def record_bytes(self, record: StepRecord) -> int:
         """A record's Python objects (what the tree counts for it in memory_breakdown)."""
@@ -506,7 +563,8 @@ class DecodingSession:
         """Bytes this session holds, by part (the model's weights are shared, not counted):
         kv_cache (its buffers at their allocated capacity), logits (the next token's),
         kept_logits (the history's), exact from the tensors' storages; python (token ids),
-        tree (every step's record on every branch), estimated with sys.getsizeof."""
+        tree (every step's record on every branch), estimated with sys.getsizeof; branches
+        (the keys, values and logits kept of the branches left, model/branch_cache.py)."""
         with self._lock:
             seen: set[int] = set()
             return {
@@ -519,6 +577,7 @@ class DecodingSession:
                            + _INT_BYTES * (len(self._ids) + len(self._step_windows) + len(self._nodes))
                            + sys.getsizeof(self.history)),
                 "tree": self.tree.memory_bytes(),  # every step's record, on every branch
+                "branches": _storage_bytes(self.branches.tensors(), seen),  # keys, values, logits of branches left
             }
 
     def memory_bytes(self) -> int:

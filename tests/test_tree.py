@@ -163,3 +163,43 @@ def test_a_malformed_tree_is_refused_naming_the_node_and_the_field(gpt, bpe_toke
         _import(s, data, max_depth=3)
     with pytest.raises(ValueError, match="token must be a whole number from 0 to 9"):
         _import(s, data, vocab_size=10)  # made for a model with a larger vocabulary
+
+
+@pytest.mark.parametrize("keep_steps", [100, 3], ids=["logits-kept", "logits-dropped"])
+def test_a_branch_left_comes_back_from_its_saved_keys_as_the_model_would_give_it(
+        gpt, bpe_tokenizer, monkeypatch, keep_steps):
+    """Going back to a branch copies its keys and values in (no model run, or one decode step
+    where its newest logits were dropped), and stands exactly where the model would: the same
+    as a session that keeps no branches and replays them."""
+    import model.session as session_module
+
+    calls = []
+    real_rows, real_forward = session_module.decode_rows, gpt.forward
+    monkeypatch.setattr(session_module, "decode_rows", lambda *a, **k: calls.append("rows") or real_rows(*a, **k))
+    monkeypatch.setattr(gpt, "forward", lambda *a, **k: calls.append("forward") or real_forward(*a, **k))
+    states = []
+    for budget in (2**20, 0):
+        s = DecodingSession(gpt, bpe_tokenizer, seed=3, branch_bytes=budget,
+                            keep_logits_bytes=keep_steps * 4 * gpt.config.vocab_size)
+        s.reset("The rose of")
+        list(s.generate(12, SAMPLE))
+        leaf = s.node
+        s.rewind(2)
+        s.set_seed(8)
+        list(s.generate(5, SAMPLE))
+        assert (len(s.branches) == 1) == (budget > 0)
+        calls.clear()
+        s.goto(leaf)
+        if budget:  # a copy (a prefill at the fork where its logits were dropped)
+            assert calls == ([] if keep_steps > 10 else ["forward"])
+        else:
+            assert "rows" in calls
+        states.append((_state(s), [r.logits is not None for r in s.history]))
+        s.undo()  # the records came back with their logits where they had them: undo is free
+        states[-1] += (s.logits.clone(),)
+    (a, kept_a, undo_a), (b, kept_b, undo_b) = states
+    assert a[0] == b[0] and a[2] == b[2] and a[3] == b[3]
+    if keep_steps > 10:
+        assert torch.equal(a[1], b[1]) and torch.equal(undo_a, undo_b)
+    else:  # both recomputed the fork with a prefill, whose bits differ from a decode step's
+        assert (a[1] - b[1]).abs().max() < 1e-5 and (undo_a - undo_b).abs().max() < 1e-5
