@@ -39,9 +39,8 @@ class Limits:
     score_chars: int = 4000
     lens_top_n: int = 50  # tokens per layer a logit lens may list
     # The tree of generations: nodes a session's tree may hold (each keeps a step's record,
-    # about 3 KB), and how deep probability blocks may expand from a node.
+    # about 3 KB; branches' keys and values have their own allowance, model/branch_cache.py).
     tree_nodes: int = 4000
-    block_depth: int = 4
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
