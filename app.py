@@ -29,6 +29,9 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(30, {"num_beams": 4, "length_penalty": 1.0, "early_stopping": False},
               api_name="/beam")                                  # beam search: candidates, ranking
     c.predict(0, {}, api_name="/beam_open")                      # the best beam becomes the text
+    c.predict(api_name="/tree")                                  # every branch made so far
+    c.predict(3, api_name="/goto")                               # stand at node 3 of the tree
+    c.predict(exported, api_name="/load_tree")                   # open what /export gave
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_text = gr.Textbox(label="text")
             a_beam = gr.JSON({}, label="beam options")
             a_out = gr.JSON(label="result")
+            a_node = gr.JSON(None, label="node")
+            a_data = gr.JSON(None, label="data")
             b = {name: gr.Button(name) for name in
                  ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens")}
             # Many futures: draws, continuations, and opening one.
@@ -102,6 +107,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_ids = gr.JSON(None, label="ids")
             b.update({name: gr.Button(name) for name in ("sample", "continuations", "open_continuation")})
             b.update({name: gr.Button(name) for name in ("beam", "beam_open")})  # beam search
+            b.update({name: gr.Button(name) for name in ("tree", "goto", "load_tree")})  # the tree
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -139,6 +145,10 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["beam"].click(api.beam, [state, a_n, a_beam], a_out, api_name="beam",
                         concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate", **pub)
         b["beam_open"].click(api.beam_open, [state, a_token, a_settings], a_out, api_name="beam_open", **pub)
+        # The tree of generations.
+        b["tree"].click(api.tree, [state], a_out, api_name="tree", **pub)
+        b["goto"].click(api.goto, [state, a_node], a_out, api_name="goto", **pub)
+        b["load_tree"].click(api.load_tree, [state, a_data], a_out, api_name="load_tree", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

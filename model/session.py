@@ -8,9 +8,13 @@ tests drive it the same way:
     s.distribution(settings)        # the pipeline for the next token, nothing committed
     s.step(settings)                # sample (or greedy at T = 0) and append
     s.pick(token_id)                # append a token the user chose
-    s.undo(); s.rewind(n)           # cut the KV cache back: no recompute
+    s.undo(); s.rewind(n)           # back along the path (the steps stay in s.tree)
+    s.goto(node_id)                 # any node of the tree: rewind to the shared steps, replay
     for rec in s.generate(20, settings): ...
     s.memory_bytes()                # what the session holds, for a server's memory budget
+
+Every step made is a node of `tree` (model/tree.py): Undo, Rewind and a new token after them
+leave the old path as a branch, and goto() moves to any node, its records restored as made.
 
 Same seed + same settings + same prompt = same text: the uniform number for each position is
 a function of (seed, position) only (see sampling.draw_u).
@@ -29,11 +33,14 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .branch_cache import BRANCH_BYTES, Branch, BranchCache
 from .decode_rows import decode_rows, exact_group
 from .kept import top_candidates
 from .kv_cache import context_window
 from .sampling import Pipeline, SamplingSettings, check_seed, choose, draw_stage_u, draw_u, entropy_bits, run_pipeline
 from .tokenizer import validate_ids
+from .tree import ROOT, Tree
+from .tree_io import tree_to_dict
 
 TOP_CANDIDATES = 10  # per stage, kept in each step's record
 # The newest steps keep their raw logits, so that undo needs no model run: as many as fit in
@@ -130,7 +137,7 @@ def _storage_bytes(tensors, seen: set[int]) -> int:
 
 class DecodingSession:
     def __init__(self, gpt, tokenizer, seed: int = 0, max_prompt_chars: int = 1_000_000,
-                 batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES):
+                 batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES, branch_bytes: int = BRANCH_BYTES):
         if batcher is not None and batcher.gpt is not gpt:
             raise ValueError("the batcher serves another model; give each loaded model its own "
                              "Batcher(gpt) and pass it to that model's sessions")
@@ -139,7 +146,7 @@ class DecodingSession:
             raise ValueError(f"keep_logits_bytes must be a whole number of bytes >= 0, but is "
                              f"{keep_logits_bytes!r}")
         self.gpt, self.tokenizer, self.batcher = gpt, tokenizer, batcher
-        self.keep_logits_bytes = keep_logits_bytes
+        self.keep_logits_bytes, self.branch_bytes = keep_logits_bytes, branch_bytes
         self.vocab_size = gpt.config.vocab_size
         self.block_size = gpt.config.block_size
         self.max_prompt_chars = max_prompt_chars
@@ -183,6 +190,16 @@ class DecodingSession:
     def mirostat_mu(self) -> float | None:
         """Mirostat's μ for the next step (None: it starts at 2τ)."""
         return self._mu
+
+    @property
+    def node(self) -> int:
+        """The tree's node the session stands at (its last step; ROOT at the prompt)."""
+        return self._nodes[-1] if self._nodes else ROOT
+
+    @property
+    def path_nodes(self) -> list[int]:
+        """The tree's node of each step of the history."""
+        return list(self._nodes)
 
     def piece(self, token: int) -> str:
         return self.tokenizer.decode([token])
@@ -248,7 +265,9 @@ class DecodingSession:
             # again after an undo across a slide sees exactly what the first run saw.
             self._step_windows: list[int] = []
             self._mu: float | None = None  # mirostat's state for the next step (None: 2τ)
-            self._record_bytes: list[int] = []  # each record's Python objects (memory_bytes)
+            self.tree = Tree()  # every step made, on every branch
+            self._nodes: list[int] = []  # the tree's node of each step of the history
+            self.branches = BranchCache(self.branch_bytes)  # keys and values of branches left
             self._kept_logits_steps = self._kept_logits_bytes = 0  # the newest steps keeping theirs
             self._prefill()
             self.notice = notice.strip()
@@ -339,13 +358,15 @@ class DecodingSession:
             settings=settings.to_dict(), candidates=candidates, mu=pipe.mu,
             entropy=entropy_bits(pipe.final.kept_probs()), raw_entropy=entropy_bits(pipe.raw_view.probs()),
             draws={"xtc": draw_stage_u(self.seed, len(self._ids), "xtc")}, logits=self.logits)
-        self.history.append(record)
-        self._step_windows.append(self._window)
         if self._measured_settings[0] != settings:
             self._measured_settings = (settings, _plain_bytes(record.settings))
-        self._record_bytes.append(_record_bytes(record, self._measured_settings[1]))
-        self._drop_old_logits(record)
         self._mu = pipe.mu_after(token, settings)
+        node = self.tree.add(self.node, record, self._window, self._mu,
+                             _record_bytes(record, self._measured_settings[1]))
+        self.history.append(record)
+        self._step_windows.append(self._window)
+        self._nodes.append(node.id)
+        self._drop_old_logits(record)
         if logits_after is None:
             self._append(token)
         else:
@@ -376,29 +397,169 @@ class DecodingSession:
             return record
 
     def _back_to(self, steps: int) -> None:
-        """Drop history[steps:] and restore the state from just before that step."""
+        """Leave history[steps:] (their nodes stay in the tree, without their logits) and
+        restore the state from just before that step."""
         record, window = self.history[steps], self._step_windows[steps]
+        logits = record.logits
+        self._save_branch(steps)
         for gone in self.history[steps:]:
             if gone.logits is not None:
                 self._kept_logits_steps -= 1
                 self._kept_logits_bytes -= gone.logits.untyped_storage().nbytes()
-        del self.history[steps:], self._step_windows[steps:], self._record_bytes[steps:]
+                gone.logits = None  # a branch off the path keeps its tensors in self.branches only
+        del self.history[steps:], self._step_windows[steps:], self._nodes[steps:]
         del self._ids[record.position:]
         self._mu = record.mu  # mirostat's state from just before that step
         kept = record.position - window  # positions the cache must hold
-        if record.logits is not None and window == self._window and 1 <= kept <= self._cache.pos:
+        if logits is not None and window == self._window and 1 <= kept <= self._cache.pos:
             self._cache.truncate(kept)  # the cache already holds ids[window:]: no recompute
-            self.logits = record.logits
+            self.logits = logits
         else:
             self._prefill(window)  # the window slid since (or the logits were dropped)
 
+    def _save_branch(self, steps: int) -> None:
+        """Copy the keys and values of history[steps:] out of the cache before it is cut
+        back, with their logits, where the cache holds them all in one window."""
+        first = self.history[steps].position - self._window  # its position in the cache
+        if (first < 1 or self._cache.pos != len(self._ids) - self._window
+                or any(w != self._window for w in self._step_windows[steps:])):
+            return
+        self.branches.save(Branch(
+            nodes=self._nodes[steps:], start=self.history[steps].position, window=self._window,
+            k=self._cache.k[:, :, :, first:self._cache.pos].clone(),
+            v=self._cache.v[:, :, :, first:self._cache.pos].clone(),
+            logits=[r.logits for r in self.history[steps:]], logits_after=self.logits))
+
     def rewind(self, steps: int) -> None:
-        """Keep the first `steps` steps of the history (0 = back to the prompt)."""
+        """Go back to the first `steps` steps of the history (0 = back to the prompt); the
+        steps after stay in the tree."""
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps <= len(self.history):
             raise ValueError(f"rewind needs a step count in [0, {len(self.history)}], but got {steps!r}")
         with self._lock:
             if steps < len(self.history):
                 self._back_to(steps)  # one jump: at most one recompute, however far back
+
+    def goto(self, node_id: int) -> int:
+        """Stand at `node_id` of the tree: back to the steps its path shares with the current
+        one (as rewind), then forward along its steps, the model run over them together (as
+        replay_many) and their records restored as they were made. Returns how many steps
+        were run forward."""
+        with self._lock:
+            target = self.tree.path(node_id)  # validates the id
+            shared = 0
+            while shared < min(len(target), len(self._nodes)) and target[shared] == self._nodes[shared]:
+                shared += 1
+            if shared < len(self.history):
+                self._back_to(shared)
+            rest = target[shared:]
+            while rest:  # where the branch's keys and values were kept: a copy
+                taken = self.branches.take(rest, len(self._ids), self._window)
+                if taken is None:
+                    break
+                self._restore_copied(*taken)
+                rest = rest[taken[1]:]
+            self._follow(rest)  # the rest: the model runs over them
+            return len(target) - shared
+
+    @torch.inference_mode()
+    def _restore_copied(self, branch: Branch, n: int) -> None:
+        """Append the first n steps of a saved branch: its keys and values into the cache,
+        its records as they were, each with the logits it was drawn from."""
+        for layer in range(branch.k.size(0)):
+            self._cache.append(layer, branch.k[layer, :, :, :n], branch.v[layer, :, :, :n])
+        self._cache.advance(n)
+        for j in range(n):
+            node = self.tree.nodes[branch.nodes[j]]
+            record = node.record
+            if branch.logits[j] is None:
+                self._forget_kept_logits()  # the steps keeping theirs stay the newest
+            record.logits = branch.logits[j]
+            self.history.append(record)
+            self._step_windows.append(self._window)
+            self._nodes.append(node.id)
+            if record.logits is not None:
+                self._drop_old_logits(record)
+            self._mu = node.mu_after
+            self._ids.append(record.token)
+        after = branch.logits[n] if n < len(branch.nodes) else branch.logits_after
+        if after is None:  # dropped: one decode step over the copied cache gives its bits
+            self._cache.truncate(self._cache.pos - 1)
+            idx = torch.tensor([[self._ids[-1]]], dtype=torch.long)
+            after = self.gpt(idx, cache=self._cache)[0, -1].float()
+        self.logits = after
+
+    def _forget_kept_logits(self) -> None:
+        """Drop every step's kept logits (a step without them is about to be the newest)."""
+        for record in self.history[len(self.history) - self._kept_logits_steps:]:
+            record.logits = None
+        self._kept_logits_steps = self._kept_logits_bytes = 0
+
+    @torch.inference_mode()
+    def _follow(self, node_ids: list[int]) -> None:
+        """Commit the steps of these nodes again, each after the one before (the first after
+        the current node), in chunks of one context window each."""
+        group = exact_group(self.gpt)
+        i = 0
+        while i < len(node_ids):
+            node = self.tree.nodes[node_ids[i]]
+            if node.window != self._window:  # the step saw another window: see it again
+                self._prefill(node.window)
+            room = min(self.block_size - self._cache.pos, REPLAY_CHUNK)
+            if room <= 0 or group == 0:
+                self._restore(node, None)  # one token; its _append slides the window if full
+                i += 1
+                continue
+            part = [node]
+            for j in node_ids[i + 1:i + room]:
+                if self.tree.nodes[j].window != node.window:
+                    break
+                part.append(self.tree.nodes[j])
+            after = decode_rows(self.gpt, [n.token for n in part], self._cache, group)  # (len(part), V)
+            for j, n in enumerate(part):
+                self._restore(n, after[j].clone())
+            i += len(part)
+
+    def _restore(self, node, logits_after: torch.Tensor | None) -> None:
+        """Append a node's step as it was recorded, with the logits it was drawn from."""
+        record = node.record
+        record.logits = self.logits
+        self.history.append(record)
+        self._step_windows.append(self._window)
+        self._nodes.append(node.id)
+        self._drop_old_logits(record)
+        self._mu = node.mu_after
+        if logits_after is None:
+            self._append(record.token)
+        else:
+            self._ids.append(record.token)
+            self.logits = logits_after
+
+    def cut(self, steps: int) -> None:
+        """Rewind to `steps` and forget the steps after it that were the tree's newest nodes
+        (a Generate's tokens the visitor never saw)."""
+        with self._lock:
+            if steps >= len(self.history):
+                return
+            leaf = self._nodes[-1]
+            self.rewind(steps)
+            if self.tree.remove_leaf_chain(leaf, set(self._nodes)):
+                self.branches.forget_from(len(self.tree))  # their ids will be reused
+
+    def record_bytes(self, record: StepRecord) -> int:
+        """A record's Python objects (what the tree counts for it in memory_breakdown)."""
+        return _record_bytes(record, _plain_bytes(record.settings))
+
+    def adopt(self, prompt_ids: list[int], tree: Tree, node_id: int) -> None:
+        """Start over from `prompt_ids` with `tree` (an imported one, checked by
+        model/tree_io.py against this model) and stand at its node `node_id`."""
+        prompt_ids = validate_ids(list(prompt_ids), self.vocab_size, "prompt token")
+        with self._lock:
+            self.reset("")
+            self._ids = prompt_ids
+            self.prompt_len = len(prompt_ids)
+            self._prefill()
+            self.tree = tree
+            self._follow(tree.path(node_id))
 
     def generate(self, n: int, settings: SamplingSettings | None = None) -> Iterator[StepRecord]:
         """Step n times, yielding each record as it is made (for streaming)."""
@@ -411,8 +572,9 @@ class DecodingSession:
     def memory_breakdown(self) -> dict[str, int]:
         """Bytes this session holds, by part (the model's weights are shared, not counted):
         kv_cache (its buffers at their allocated capacity), logits (the next token's),
-        kept_logits (the history's), exact from the tensors' storages; python (token ids and
-        step records), estimated with sys.getsizeof."""
+        kept_logits (the history's), exact from the tensors' storages; python (token ids),
+        tree (every step's record on every branch), estimated with sys.getsizeof; branches
+        (the keys, values and logits kept of the branches left, model/branch_cache.py)."""
         with self._lock:
             seen: set[int] = set()
             return {
@@ -421,8 +583,11 @@ class DecodingSession:
                 "kept_logits": _storage_bytes(
                     [r.logits for r in self.history if r.logits is not None], seen),
                 "python": (sys.getsizeof(self._ids) + sys.getsizeof(self._step_windows)
-                           + _INT_BYTES * (len(self._ids) + len(self._step_windows))
-                           + sys.getsizeof(self.history) + sum(self._record_bytes)),
+                           + sys.getsizeof(self._nodes)
+                           + _INT_BYTES * (len(self._ids) + len(self._step_windows) + len(self._nodes))
+                           + sys.getsizeof(self.history)),
+                "tree": self.tree.memory_bytes(),  # every step's record, on every branch
+                "branches": _storage_bytes(self.branches.tensors(), seen),  # keys, values, logits of branches left
             }
 
     def memory_bytes(self) -> int:
@@ -434,4 +599,5 @@ class DecodingSession:
         """The whole session as plain data (for a JSON download)."""
         return {"seed": self.seed, "prompt_ids": self._ids[:self.prompt_len],
                 "prompt": self.tokenizer.decode(self._ids[:self.prompt_len]),
-                "text": self.text, "steps": [r.to_dict() for r in self.history]}
+                "text": self.text, "steps": [r.to_dict() for r in self.history],
+                "tree": tree_to_dict(self.tree, self.node)}

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from model.chain import CHAIN_STAGES, PRESETS
 from model.sampling import SETTINGS
+from model.tree_io import FORMAT, HOWS
 from ui.actions import Limits
 
 from .raw_client import Reply, strict_json
 
 SETTING_NAMES = tuple(SETTINGS)
 SESSION_TOKENS = Limits().session_tokens
+TREE_NODES = Limits().tree_nodes
 LENS_TOP_N = Limits().lens_top_n
 SAMPLE_DRAWS, CONTINUATIONS, CONTINUATION_TOKENS = (Limits().sample_draws, Limits().continuations,
                                                     Limits().continuation_tokens)
@@ -166,6 +168,13 @@ def check(server, name: str, reply: Reply, args) -> None:
         assert all(1 <= len(r["tokens"]) <= CONTINUATION_TOKENS and r["logprob"] <= 0 for r in d), where
     elif name == "open_continuation":
         assert 0 <= d["replayed"] <= d["steps"] <= SESSION_TOKENS, where
+    elif name == "tree":
+        assert d["nodes"][0] == [-1, -1, 1.0] and 1 <= len(d["nodes"]) <= TREE_NODES, where
+        assert 0 <= d["current"] < len(d["nodes"]) and len(d["labels"]) == len(d["nodes"]), where
+    elif name == "goto":
+        assert 0 <= d["node"] < TREE_NODES and 0 <= d["steps"] <= SESSION_TOKENS, where
+    elif name == "load_tree":
+        assert 1 <= d["nodes"] <= TREE_NODES and 0 <= d["steps"] <= SESSION_TOKENS, where
     elif name == "lens":
         assert len(d["layers"]) >= 2 and d["layers"][-1]["final_rank"] == 1, where
         assert all(1 <= len(e["top"]) <= LENS_TOP_N for e in d["layers"]), where
@@ -198,6 +207,41 @@ def run(server, name, *args):
 
 
 # ---- the generated inputs, endpoint by endpoint ----
+
+def tree_files(server) -> st.SearchStrategy:
+    """What /load_tree may be sent: junk, and exports close enough to real ones to reach
+    every check (a real header, nodes in order, records with each field plausible or not)."""
+    token = st.one_of(st.integers(0, server.vocab - 1), st.integers(-2, server.vocab + 2), scalars)
+    record = st.fixed_dictionaries(
+        {"position": st.one_of(st.integers(0, 8), scalars), "token": token, "piece": texts,
+         "how": st.one_of(st.sampled_from(HOWS), texts), "u": st.one_of(st.floats(0, 0.99), scalars),
+         "prob": st.one_of(st.floats(0, 1), scalars), "raw_prob": st.one_of(st.floats(0, 1), scalars),
+         "settings": st.one_of(st.just({}), plausible_settings, hostile_settings),
+         "candidates": st.dictionaries(st.sampled_from(["raw", "top_k", "bogus"]),
+                                       st.lists(st.lists(st.one_of(token, st.floats(0, 1)), max_size=3),
+                                                max_size=3), max_size=2),
+         "mu": st.one_of(st.none(), st.floats()), "draws": st.one_of(st.just({"xtc": 0.5}), junk)},
+        optional={"bogus": junk})
+    def node(i):
+        return st.fixed_dictionaries({
+            "id": st.one_of(st.just(i), scalars), "parent": st.one_of(st.integers(0, max(0, i - 1)), scalars),
+            "window": st.one_of(st.just(0), st.just(0), st.integers(-2, 300), scalars),
+            "mu_after": st.one_of(st.none(), st.floats()), "record": st.one_of(record, junk)})
+    root = st.just({"id": 0, "parent": None, "window": 0, "mu_after": None, "record": None})
+    nodes = st.integers(0, 4).flatmap(lambda n: st.tuples(root, *[node(i) for i in range(1, n + 1)]).map(list))
+    def mostly(good, bad):  # the right value about four times in five: the checks after it are reached
+        return st.sampled_from([True, True, True, True, False]).flatmap(lambda ok: good if ok else bad)
+    tree = st.fixed_dictionaries({"format": mostly(st.just(FORMAT), texts), "nodes": mostly(nodes, junk),
+                                  "current": mostly(st.integers(0, 4), scalars)})
+    export = st.fixed_dictionaries(
+        {"model": mostly(st.just(server.model), model_names(server)),
+         "vocab_size": mostly(st.just(server.vocab), scalars),
+         "prompt_ids": mostly(st.lists(st.integers(0, server.vocab - 1), min_size=1, max_size=4),
+                              st.one_of(st.lists(token, max_size=4), junk)),
+         "seed": mostly(st.integers(0, 9), scalars), "tree": mostly(tree, junk)},
+        optional={"chat": scalars, "typed_prompt": st.one_of(texts, junk)})
+    return mostly(export, junk)
+
 
 def model_names(server):
     return st.one_of(st.sampled_from(["", None, server.model, server.model + "/", "smollm2",
@@ -252,4 +296,8 @@ def draw_args(data, name: str, server) -> tuple:
     if name == "beam_open":
         rank = st.one_of(st.integers(0, 5), st.integers(-3, 40), scalars, junk)
         return data.draw(rank, "rank"), data.draw(hostile_settings, "settings")
-    return ()  # undo, export
+    if name == "goto":
+        return (data.draw(st.one_of(st.integers(0, 8), st.integers(-5, 10**6), scalars, junk), "node"),)
+    if name == "load_tree":
+        return (data.draw(tree_files(server), "data"),)
+    return ()  # undo, export, tree

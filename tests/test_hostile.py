@@ -42,10 +42,10 @@ from ui.api import API
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
-SHARE = {"reset": 0.14, "distribution": 0.15, "step": 0.15, "pick": 0.12, "generate": 0.10,
-         "score": 0.06, "lens": 0.06, "sequence": 0.14,  # a sequence example sends 3 calls, so ~2,000 in all
+SHARE = {"reset": 0.13, "distribution": 0.14, "step": 0.14, "pick": 0.12, "generate": 0.10,
+         "score": 0.06, "lens": 0.05, "sequence": 0.14,  # a sequence example sends 3 calls, so ~2,000 in all
          "sample": 0.02, "continuations": 0.01, "open_continuation": 0.01,  # many futures
-         "beam": 0.03, "beam_open": 0.01}
+         "beam": 0.03, "beam_open": 0.01, "goto": 0.02, "load_tree": 0.02}
 
 
 def examples(name: str) -> settings:
@@ -177,6 +177,10 @@ def test_sample_survives_generated_hostile_input(server, data):
 def test_beam_survives_generated_hostile_input(server, data):
     Fuzz.tests_run.add("beam")
     run(server, "beam", *draw_args(data, "beam", server))
+@examples("goto")
+def test_goto_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("goto")
+    run(server, "goto", *draw_args(data, "goto", server))
 
 
 @pytest.mark.fuzz
@@ -204,6 +208,14 @@ def test_beam_open_survives_generated_hostile_input(server, data):
 
 CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
                          "score", "lens", "beam", "beam_open"])
+@examples("load_tree")
+def test_load_tree_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("load_tree")
+    run(server, "load_tree", *draw_args(data, "load_tree", server))
+
+
+CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
+                         "score", "lens", "tree", "goto"])
 
 
 @pytest.mark.fuzz
@@ -225,7 +237,8 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "lens": lambda: (data.draw(st.integers(1, 8)),),
                     "beam": lambda: (data.draw(st.integers(1, 4)), {"num_beams": data.draw(st.integers(1, 4))}),
                     "beam_open": lambda: (data.draw(st.integers(0, 3)), {}),
-                    "undo": tuple, "export": tuple}[name]()
+                    "goto": lambda: (data.draw(st.integers(0, 3)),),
+                    "undo": tuple, "export": tuple, "tree": tuple}[name]()
             count_sent(server)
             reply = fresh.call(name, *args)
             check(server, name, reply, args)
@@ -237,7 +250,8 @@ def test_calls_before_reset_name_what_to_do_and_undo_on_empty_history_is_a_no_op
     fresh = RawSession(server.url)
     try:
         for name, args in [("step", ({},)), ("pick", (1, {})), ("undo", ()), ("generate", (2, {})),
-                           ("export", ()), ("distribution", ({}, 5)), ("lens", (5,))]:
+                           ("export", ()), ("distribution", ({}, 5)), ("lens", (5,)), ("tree", ()),
+                           ("goto", (0,)), ("load_tree", ({},))]:
             reply = fresh.call(name, *args)
             assert not reply.ok and "No model is loaded" in reply.error, (name, reply)
         scored = fresh.call("score", "To be, or not")  # scoring needs no session: the default model

@@ -333,10 +333,11 @@ def test_memory_bytes_counts_every_tensor_the_session_holds(make_config, bpe_tok
 
     def check():
         parts = s.memory_breakdown()
-        tensors = parts["kv_cache"] + parts["logits"] + parts["kept_logits"]
+        tensors = parts["kv_cache"] + parts["logits"] + parts["kept_logits"] + parts["branches"]
         assert tensors == _distinct_storage_bytes(_tensors_held_by(s))
         assert parts["kv_cache"] == 2 * s._cache.k.numel() * 4  # at capacity, not at length
-        assert 0 < parts["python"] and s.memory_bytes() == tensors + parts["python"]
+        assert 0 < parts["python"] and 0 < parts["tree"]
+        assert s.memory_bytes() == tensors + parts["python"] + parts["tree"]
 
     check()
     before = s.memory_bytes()

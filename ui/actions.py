@@ -25,6 +25,7 @@ from model import futures
 from model.beam import EARLY_STOPPING, MAX_BEAMS, beam_search
 from model.sampling import SEED_MAX, SamplingSettings
 from model.session import validate_text
+from model.tree_io import tree_from_dict
 
 from .state import ModelRegistry, UserState
 
@@ -52,6 +53,9 @@ class Limits:
     beams: int = MAX_BEAMS
     beam_tokens: int = 100
     length_penalty: float = 10.0
+    # The tree of generations: nodes a session's tree may hold (each keeps a step's record,
+    # about 3 KB; branches' keys and values have their own allowance, model/branch_cache.py).
+    tree_nodes: int = 4000
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -220,12 +224,24 @@ class Actions:
                             f"{self.limits.session_tokens}.")
         self.interrupt(user)
         with s.lock:
-            now = [r.token for r in s.history]
-            shared = next((i for i, (a, b) in enumerate(zip(now, ids)) if a != b), min(len(now), len(ids)))
-            s.rewind(shared)
-            self._refused(s.replay_many, ids[shared:], settings)
+            # The nodes of the tree it already has (on any branch) are stood on as they are;
+            # the current path stays in the tree as a branch.
+            found = s.tree.find(ids)
+            self._check_nodes(s, len(ids) - len(found))
+            s.goto(found[-1] if found else 0)
+            self._refused(s.replay_many, ids[len(found):], settings)
         self._touch(user)
-        return len(ids) - shared
+        return len(ids) - len(found)
+
+    def goto(self, user, node, keep=None) -> int:
+        """Stand at a node of the tree (0 = the prompt). Returns how many steps were replayed."""
+        s = self.session(user)
+        self.interrupt(user, keep)
+        with s.lock:
+            node = check_integer("node", node, 0, len(s.tree) - 1, " (a node of this session's tree)")
+            replayed = s.goto(node)
+        self._touch(user)
+        return replayed
 
     # ---- one token at a time ----
 
@@ -280,6 +296,8 @@ class Actions:
                     return "stopped"
                 if len(s.history) >= self.limits.session_tokens:
                     return "limit"
+                if len(s.tree) >= self.limits.tree_nodes:
+                    return "tree limit"
                 try:
                     record = s.step(settings)
                 except Exception as e:
@@ -299,8 +317,7 @@ class Actions:
             return
         keep = check_integer("tokens shown", keep, 0, self.limits.session_tokens)
         with s.lock:  # waits for a token being made right now
-            if keep < len(s.history):
-                s.rewind(keep)
+            s.cut(keep)  # the tokens made after those shown leave the tree too
 
     # ---- settings that are not sampling settings ----
 
@@ -332,7 +349,43 @@ class Actions:
 
     def export(self, user) -> dict:
         s = self.session(user)
-        return s.export() | {"model": user.model, "chat": user.chat}
+        with s.lock:
+            return s.export() | {"model": user.model, "chat": user.chat, "typed_prompt": user.prompt,
+                                 "vocab_size": s.vocab_size}
+
+    def import_tree(self, user, data) -> int:
+        """Replace the session with an exported one (its prompt, seed and tree), standing at
+        the node it stood at. A file made for another model, or malformed, is refused with
+        the reason, and the session is left as it was. Returns the number of nodes."""
+        s = self.session(user)
+        if not isinstance(data, dict):
+            raise UserError(f"A tree file is a JSON object (what Export saves), but this is "
+                            f"{type(data).__name__}.")
+        if data.get("model") != user.model or data.get("vocab_size") != s.vocab_size:
+            raise UserError(f"This tree was made with the model {str(data.get('model'))!r:.120} "
+                            f"(vocabulary {data.get('vocab_size')!r:.20}); this tab runs "
+                            f"{user.model!r} (vocabulary {s.vocab_size}). Choose that model first.")
+        prompt_ids = data.get("prompt_ids")
+        if (not isinstance(prompt_ids, list) or not 1 <= len(prompt_ids) <= s.block_size):
+            raise UserError(f"The tree's prompt_ids must be a list of 1 to {s.block_size} token ids.")
+        prompt_ids = [check_integer("prompt token id", t, 0, s.vocab_size - 1) for t in prompt_ids]
+        seed = self.check_seed(data.get("seed"))
+        try:
+            tree, current = tree_from_dict(
+                data.get("tree"), vocab_size=s.vocab_size, block_size=s.block_size,
+                prompt_len=len(prompt_ids), max_nodes=self.limits.tree_nodes,
+                max_depth=self.limits.session_tokens, piece=s.piece, measure=s.record_bytes)
+        except ValueError as e:
+            raise UserError(f"This tree file cannot be opened: {e}. The current tree is unchanged.") from None
+        typed = data.get("typed_prompt")
+        self.interrupt(user)
+        with s.lock:
+            user.prompt = typed if isinstance(typed, str) else s.tokenizer.decode(prompt_ids)
+            user.chat = bool(data.get("chat")) and self.registry.get(user.model).chat
+            s.set_seed(seed)
+            s.adopt(prompt_ids, tree, current)
+        self._touch(user)
+        return len(tree)
 
     # ---- many futures ----
 
@@ -437,6 +490,13 @@ class Actions:
         if len(s.history) + n > self.limits.session_tokens:
             raise UserError(f"This session holds {len(s.history)} new tokens; the limit is "
                             f"{self.limits.session_tokens}. Press Reset (or Undo) to continue.")
+        self._check_nodes(s, n)
+
+    def _check_nodes(self, s, n: int) -> None:
+        if len(s.tree) + n > self.limits.tree_nodes:
+            raise UserError(f"This session's tree holds {len(s.tree):,} nodes; the limit is "
+                            f"{self.limits.tree_nodes:,}. Export it to keep it, then press Reset "
+                            "to start a new tree.")
 
     @staticmethod
     def _refused(run, *args):

@@ -6,6 +6,7 @@ the page. Each gradio_client.Client is its own session.
     score(text)   lens(top_n)
     sample(n, settings)   continuations(n, m, settings)   open_continuation(ids, settings)
     beam(n, options)   beam_open(rank, settings)
+    tree()   goto(node)   load_tree(data)     the tree of generations; data = what export() gave
 
 Settings are a JSON object of SamplingSettings fields; missing ones keep their defaults.
 A failure is a gradio error whose message names the bad value and what to do.
@@ -20,6 +21,7 @@ from .beam_view import beam_summary
 from .chart import distribution_summary
 from .inside import Inside
 from .tokens import token_label
+from .tree_view import tree_payload
 
 
 def _record(session, record) -> dict:
@@ -100,6 +102,36 @@ class API:
             return self.actions.export(user)
         except Exception as e:
             raise _fail(e) from None
+
+    # ---- the tree of generations ----
+
+    def tree(self, user):
+        """Every node (parent, token, probability, label), the current node and its path."""
+        try:
+            s = self.actions.session(user)
+            with s.lock:
+                return tree_payload(s, labels=True)
+        except Exception as e:
+            raise _fail(e) from None
+
+    def goto(self, user, node):
+        """Stand at a node of the tree: the text, the next token's distribution and the
+        settings panel follow it."""
+        try:
+            replayed = self.actions.goto(user, node)
+        except Exception as e:
+            raise _fail(e) from None
+        s = user.session
+        return {"node": s.node, "replayed": replayed, "text": s.text, "steps": len(s.history)}
+
+    def load_tree(self, user, data):
+        """Open an exported session (export()'s JSON): its prompt, seed and whole tree."""
+        try:
+            nodes = self.actions.import_tree(user, data)
+        except Exception as e:
+            raise _fail(e) from None
+        s = user.session
+        return {"nodes": nodes, "node": s.node, "text": s.text, "steps": len(s.history)}
 
     def score(self, user, text):
         """Every token of `text` scored by the session's model (the default before a reset):

@@ -205,8 +205,31 @@ class PageHandlers:
         why = {"end of text": "The model produced end-of-text: generation stopped.",
                "end of turn": "The model ended its turn: generation stopped.",
                "limit": f"This session reached {self.actions.limits.session_tokens} new tokens: "
-                        "press Reset (or Undo) to continue."}.get(reason)
+                        "press Reset (or Undo) to continue.",
+               "tree limit": f"This session's tree reached {self.actions.limits.tree_nodes:,} nodes: "
+                             "Export it to keep it, then press Reset."}.get(reason)
         yield user, self.view.snapshot(user, ack, {"kind": "note", "text": why} if why else None)
+
+    # ---- the tree of generations ----
+
+    def goto(self, user, evt: gr.EventData):
+        """A node of the tree was chosen (click, tap or keys): stand there. The page's settings
+        panel follows the node: it gets the settings of the node's step."""
+        d = event_data(evt)
+        def run():
+            self._halt(user)
+            self.actions.goto(user, d.get("node"), d.get("keep"))
+            s = user.session
+            return self.view.snapshot(user, d.get("id"), None,
+                                      node_settings=s.history[-1].settings if s.history else None)
+        return user, self._guard(user, d.get("id"), run)
+
+    def load_tree(self, user, evt: gr.EventData):
+        """A tree file the visitor chose (its parsed JSON): open it, or say why not."""
+        def do(d):
+            n = self.actions.import_tree(user, d.get("data"))
+            return {"kind": "note", "text": f"Opened a tree of {n:,} nodes."}
+        return self._change(user, evt, do)
 
     # ---- looking ----
 

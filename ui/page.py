@@ -12,8 +12,8 @@ from pathlib import Path
 
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "bar_canvas.js",
-           "chart_hits.js", "chart.js", "text.js", "strip.js", "futures.js",
-           "lens.js", "score.js", "queue.js", "link.js", "keys.js", "fit.js", "reconnect.js", "beam.js", "app.js")
+           "chart_hits.js", "chart.js", "text.js", "strip.js", "futures.js", "lens.js", "score.js", "queue.js",
+           "link.js", "keys.js", "fit.js", "reconnect.js", "beam.js", "tree.js", "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -137,10 +137,19 @@ TEMPLATE = """
         <summary>Beam search <span class="dp-muted">many futures at once: which survive, which finish</span></summary>
         <section class="dp-beam" aria-label="Beam search"></section>
       </details>
+      <section class="dp-tree-box" aria-label="Tree of generations">
+        <h2 class="dp-tree-head">Tree of generations <span class="dp-muted dp-tree-count"></span></h2>
+        <p class="dp-muted dp-tree-help">Every step you made, on every branch: Undo, Rewind and a new
+          token keep the old path. Click or tap a token to go there; in the tree, ← parent,
+          → child, ↑ ↓ sibling.</p>
+        <div class="dp-tree" aria-label="the tree: each token with the probability it was chosen with"></div>
+      </section>
     </div>
     <div class="dp-links">
       <button type="button" class="dp-btn dp-export">Export history (JSON)</button>
       <button type="button" class="dp-btn dp-copy-link">Copy link to this view</button>
+      <label class="dp-btn dp-open-tree">Open a saved tree (JSON)<input type="file" class="dp-tree-file"
+        accept=".json,application/json"></label>
       <span class="dp-keys dp-muted"><b>Keys:</b> S or → Step · U or ← Undo · G Generate ·
         Esc Stop · 1–9 pick the n-th bar · Tab to bars and tokens, Enter picks or inspects ·
         looking back: R Rewind, B back</span>
@@ -166,7 +175,8 @@ MOUNT_JS = """
   if (!(window.DP && window.DP.mount)) return setTimeout(mount, 25);
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
   // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
-  // Many futures: 'sample' 'continuations' 'open'; beam search: 'beam' 'beam_open'
+  // Many futures: 'sample' 'continuations' 'open'; beam search: 'beam' 'beam_open';
+  // the tree of generations: 'goto' 'load_tree'
   DP.mount(element, trigger, props, watch);
 })();
 """
@@ -174,6 +184,7 @@ EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind",
           "generate", "stop", "seed", "export", "lens")
 EVENTS += ("sample", "continuations", "open")  # many futures (static/futures.js)
 EVENTS += ("beam", "beam_open")  # beam search (static/beam.js)
+EVENTS += ("goto", "load_tree")  # the tree of generations (static/tree.js)
 assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"
 
 

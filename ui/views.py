@@ -6,7 +6,8 @@
              {"mode": "append", "from": 40, "tokens": [...]}       just the new tokens
      "chips": "<html>", "prompt_tokens": 6, "prompt": "...", "seed": 0, "model": {...},
      "status": "...", "notice": {"kind": "error", "text": "..."},
-     "generating": false, "loading": "...", "evicted": true, "lost": true, "export": {...}}
+     "generating": false, "loading": "...", "evicted": true, "lost": true, "export": {...},
+     "tree": {"current": 7, "path": [...], "nodes": [[parent, token, p], ...]}}   ui/tree_view.py
 
 Every key but seq is optional: what is absent did not change. A snapshot (`full`) is the truth;
 appends only ever follow on from it.
@@ -20,6 +21,7 @@ import json
 from .chart import payload_json, step_payload
 from .state import UserState
 from .tokens import prompt_chips_html, prompt_text, text_tokens, token_label, token_texts
+from .tree_view import tree_payload
 
 
 def _dump(payload: dict, chart_json: str | None = None) -> str:
@@ -63,6 +65,7 @@ class PageView:
             "model": {"name": user.model, "chat": loaded.chat, "chat_on": user.chat,
                       "mode": loaded.card.get("mode", "exact")},
             "status": s.notice, "generating": False,
+            "tree": tree_payload(s),  # every branch; the page's tree view (static/tree.js)
         } | extra
         if notice:
             payload["notice"] = notice

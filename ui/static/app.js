@@ -358,7 +358,10 @@
           let P;
           try { P = PL.prepare(chart); } catch (e) { console.error("bad chart payload", e); st.drawing = 0; return; }
           P._id = id;
-          if (P.labels_all) { st.labels[P.model] = P.labels_all; delete P.labels_all; }
+          if (P.labels_all) {
+            st.labels[P.model] = P.labels_all; delete P.labels_all;
+            if (st.tree) treeView.show(st.tree); // its tokens get their labels
+          }
           requestAnimationFrame(() => {
             if (st.drawing !== id) return;
             if (P.mode === "live") st.live = P;
@@ -382,6 +385,8 @@
       else lens.sync(st.live, st.generating);
       if (D.beam) beam.show(D.beam);
       else if (D.ack) beam.idle();
+      if (D.node_settings) controls.setAll(D.node_settings, "node"); // the settings follow the node
+      if (D.tree) { st.tree = D.tree; treeView.show(D.tree); }
       if (D.evicted) showEvicted();
       if (D.export) download(D.export);
       futuresPayload(D);
@@ -414,7 +419,8 @@
       document.body.appendChild(a);
       a.click();
       setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
-      toast("Saved decoding-history.json (" + data.steps.length + " steps).", "note");
+      toast("Saved decoding-history.json (" + data.steps.length + " steps" +
+        (data.tree ? ", a tree of " + data.tree.nodes.length + " nodes" : "") + ").", "note");
     }
 
     /* ---- many futures (futures.js) and the entropy strip under the text (strip.js) ---- */
@@ -442,6 +448,21 @@
       if (D.sample) futures.showSample(D.sample);
       if (D.continuations) futures.showContinuations(D.continuations);
     }
+    /* ---- the tree of generations (tree.js), and opening a saved one ---- */
+    const treeView = global.DPTree.mount($(".dp-tree"), {
+      goto: (node) => act("goto", { node }),
+      labelOf: (token) => { const all = st.labels[st.model]; return all && token < all.length ? all[token] : "#" + token; },
+    });
+    $(".dp-tree-file").addEventListener("change", (ev) => {
+      const file = ev.target.files && ev.target.files[0];
+      ev.target.value = "";
+      if (!file) return;
+      file.text().then((body) => {
+        let data;
+        try { data = JSON.parse(body); } catch (e) { toast(file.name + " is not JSON (" + e.message + "): choose a file Export saved.", "error"); return; }
+        act("load_tree", { data });
+      });
+    });
 
     /* ---- the address bar (link.js) ---- */
     const linkQuery = () => L.query(schema, { prompt: promptBox.value, model: st.model, seed: seed.get(),

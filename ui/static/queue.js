@@ -9,7 +9,7 @@
    restarted under the page) frees the queue after ACK_TIMEOUT_MS. */
 (function (global) {
   "use strict";
-  const INTERRUPTS = new Set(["prompt", "reset", "model", "step", "pick", "undo", "rewind", "stop"]);
+  const INTERRUPTS = new Set(["prompt", "reset", "model", "step", "pick", "undo", "rewind", "stop", "goto"]);
   const ACK_TIMEOUT_MS = 20000;
   const MAX_QUEUED = 8;
 
