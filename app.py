@@ -23,6 +23,8 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(api_name="/export")                                # the whole history as JSON
     c.predict("To be, or not to be", api_name="/score")          # every token's loss; the next token
     c.predict(5, api_name="/lens")                               # each layer's top 5 for the next token
+    c.predict("checkpoints/shakespeare@316", "checkpoints/shakespeare", "To be, or not to be", "auto",
+              api_name="/compare_models")                        # KL per position, top-1 agreement
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ import json
 import gradio as gr
 
 from model.sampling import schema
-from ui import explain, page, server
+from ui import explain, learn_page, page, server
 from ui.actions import Actions, Limits
 from ui.api import API
 from ui.handlers import PageHandlers
+from ui.learn import LearnPage
 from ui.presets import DESCRIPTIONS, presets_for_page
 from ui.sessions import SessionTable
 from ui.state import ModelRegistry
@@ -55,7 +58,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
     registry = ModelRegistry(model_paths or server.DEFAULT_MODELS, loader=loader)
     sessions = SessionTable(budget_bytes)
     actions = Actions(registry, limits, sessions)
-    handlers, api = PageHandlers(actions), API(actions)
+    handlers, api, learn = PageHandlers(actions), API(actions), LearnPage(actions)
     gr.set_static_paths(page.static_paths())
 
     with gr.Blocks(title="Decoding Playground", delete_cache=(3600, 3600)) as demo:
@@ -70,6 +73,11 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             scorer = gr.HTML("", html_template=page.SCORE_TEMPLATE, js_on_load=page.SCORE_MOUNT_JS,
                              elem_id="scorer", apply_default_css=False, container=False, padding=False,
                              limits=json.dumps(limits.to_dict()))
+        with gr.Accordion("Watch it learn, and compare two models", open=False, elem_id="learn-section"):
+            learner = gr.HTML("", html_template=learn_page.TEMPLATE, js_on_load=learn_page.MOUNT_JS,
+                              head=learn_page.head_html(), elem_id="learner", apply_default_css=False,
+                              container=False, padding=False,
+                              variants=json.dumps(actions.variants.choices()))
         with gr.Accordion("How decoding works (and a common misconception)", open=False):
             gr.Markdown(explain.GUIDE)
             gr.Markdown("\n".join(f"* **{n}**: {d}" for n, d in DESCRIPTIONS.items()))
@@ -87,9 +95,12 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_n = gr.JSON(None, label="n")
             a_top_n = gr.JSON(None, label="top_n")
             a_text = gr.Textbox(label="text")
+            a_model_b = gr.Textbox("", label="model_b")
+            a_mode = gr.Textbox("", label="mode")
             a_out = gr.JSON(label="result")
             b = {name: gr.Button(name) for name in
-                 ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens")}
+                 ("reset", "step", "pick", "undo", "distribution", "generate", "export", "score", "lens",
+                  "compare_models")}
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -103,6 +114,9 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
                                       api_name=f"page_{name}", **limits, **quiet)
         # The scorer reads the tab's model and changes nothing: the state is only an input.
         scorer.score(handlers.score, [state], [scorer], api_name="page_score", **quiet)
+        # Watching it learn and comparing read the tab's session too, and change nothing.
+        for name in learn_page.EVENTS:
+            getattr(learner, name)(getattr(learn, name), [state], [learner], api_name=f"page_{name}", **quiet)
 
         # ---- the API ----
         pub = dict(api_visibility="public", show_progress="hidden")
@@ -118,6 +132,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["export"].click(api.export, [state], a_out, api_name="export", **pub)
         b["score"].click(api.score, [state, a_text], a_out, api_name="score", **pub)
         b["lens"].click(api.lens, [state, a_top_n], a_out, api_name="lens", **pub)
+        b["compare_models"].click(api.compare_models, [state, a_model, a_model_b, a_text, a_mode], a_out,
+                                  api_name="compare_models", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

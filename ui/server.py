@@ -76,6 +76,8 @@ def main(argv=None, build_demo=None) -> None:
                       loader=functools.partial(load_model, mode=args.mode))
     try:  # load the default model now, so the first visitor does not wait for it
         demo.registry.get(demo.registry.default)
+        # and its training snapshots, for the training-step slider (shared by every visitor)
+        demo.actions.variants.snapshots(demo.registry.default)
     except Exception as e:
         print(f"warning: could not load {demo.registry.default}: {e}")
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
