@@ -158,6 +158,11 @@ def check(server, name: str, reply: Reply, args) -> None:
         assert len(d["layers"]) >= 2 and d["layers"][-1]["final_rank"] == 1, where
         assert all(1 <= len(e["top"]) <= LENS_TOP_N for e in d["layers"]), where
         assert all(0.0 <= p <= 1.0 for e in d["layers"] for _, _, p in e["top"]), where
+    elif name == "compare_models":
+        assert d["mode"] in ("tokens", "chars"), where
+        if d["mode"] == "tokens":
+            assert d["positions"] and 0.0 <= d["agreement"] <= 1.0, where
+            assert all(p["kl_pq"] is None or p["kl_pq"] >= -1e-9 for p in d["positions"]), where
 
 
 def keep_room(server, reply: Reply) -> None:
@@ -206,4 +211,11 @@ def draw_args(data, name: str, server) -> tuple:
         return (data.draw(st.one_of(texts, junk), "text"),)
     if name == "lens":
         return (data.draw(st.one_of(st.integers(1, 8), st.integers(-5, LENS_TOP_N + 5), scalars, junk), "top_n"),)
+    if name == "compare_models":
+        specs = st.one_of(model_names(server), st.sampled_from(
+            [f"{server.model}@0", f"{server.model}@3", f"{server.model}@-1", f"{server.model}@99999999999",
+             f"{server.model}:fast", f"{server.model}:exact", f"{server.model}@x", "smollm2@3", "@", ":fast"]))
+        return (data.draw(specs, "model_a"), data.draw(specs, "model_b"),
+                data.draw(st.one_of(texts, junk), "text"),
+                data.draw(st.one_of(st.sampled_from(["auto", "tokens", "chars", "", "words"]), scalars, junk), "mode"))
     return ()  # undo, export

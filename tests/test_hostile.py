@@ -42,8 +42,9 @@ from ui.api import API
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
-SHARE = {"reset": 0.15, "distribution": 0.17, "step": 0.17, "pick": 0.13, "generate": 0.11,
-         "score": 0.06, "lens": 0.06, "sequence": 0.15}  # a sequence example sends 3 calls, so ~2,000 in all
+SHARE = {"reset": 0.15, "distribution": 0.15, "step": 0.15, "pick": 0.13, "generate": 0.11,
+         "score": 0.06, "lens": 0.06, "compare_models": 0.04,
+         "sequence": 0.15}  # a sequence example sends 3 calls, so ~2,000 in all
 
 
 def examples(name: str) -> settings:
@@ -165,8 +166,16 @@ def test_lens_survives_generated_hostile_input(server, data):
     run(server, "lens", *draw_args(data, "lens", server))
 
 
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("compare_models")
+def test_compare_models_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("compare_models")
+    run(server, "compare_models", *draw_args(data, "compare_models", server))
+
+
 CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
-                         "score", "lens"])
+                         "score", "lens", "compare_models"])
 
 
 @pytest.mark.fuzz
@@ -186,6 +195,8 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "generate": lambda: (data.draw(st.integers(1, 3)), data.draw(plausible_settings)),
                     "score": lambda: (data.draw(st.sampled_from(["To be, or not", "x", "🙂 ok"])),),
                     "lens": lambda: (data.draw(st.integers(1, 8)),),
+                    "compare_models": lambda: (server.model, server.model,
+                                               data.draw(st.sampled_from(["", "To be, or not"])), "auto"),
                     "undo": tuple, "export": tuple}[name]()
             count_sent(server)
             reply = fresh.call(name, *args)
