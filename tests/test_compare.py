@@ -208,3 +208,21 @@ def test_the_api_returns_plain_json_and_the_cli_prints_the_figures(actions, run_
     assert "mean KL(p‖q)" in out and "most disagreement" in out
     assert compare_main(["--a", f"{run_dir}@3", "--b", str(run_dir), "--text", "To be"]) == 2
     assert "no snapshot at step 3" in capsys.readouterr().err
+
+
+def test_the_scorer_scores_with_a_snapshot_and_names_a_step_the_run_lacks(actions, run_dir):
+    import json
+
+    from ui.inside import Inside
+
+    user = actions.start(None, str(run_dir), "To be", 0)
+    inside = Inside(actions)
+    page = json.loads(inside.score_page(user, HAMLET, ack=1, step=5))
+    snap = load_model(run_dir, step=5)
+    assert page["snapshots"] == list(STEPS) and page["step"] == 5
+    assert page["mean"] == pytest.approx(score_text(snap.gpt, snap.tokenizer, HAMLET)["mean_loss_nats"], rel=1e-4)
+    assert "@ step 5" in page["model_title"]
+    final = json.loads(inside.score_page(user, HAMLET, ack=2))
+    assert final["step"] is None and final["mean"] != page["mean"]
+    bad = json.loads(inside.score_page(user, HAMLET, ack=3, step=7))
+    assert "has no snapshot at step 7" in bad["error"]

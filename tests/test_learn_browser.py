@@ -96,6 +96,15 @@ def test_the_slider_redraws_the_chart_from_uniform_to_trained_and_two_models_com
         tab.wait("() => document.querySelector('.dc-note').textContent.includes('token-level KL is not defined')")
         assert "nats per character" in page.locator(".dc-summary").text_content()
 
+        # The scorer has the same slider: the text scored by the model as it was at step 0.
+        tab.open_section("Score a text: what pretraining sees")
+        tab.type_into(".ds-input", "To be, or not to be, that is the question")
+        tab.wait("() => document.querySelector('.ds-step-box')?.hidden === false")
+        page.locator(".ds-step").focus()
+        page.keyboard.press("Home")
+        tab.wait("() => document.querySelector('.ds-model')?.textContent.includes('@ step 0')")
+        assert "step 0 of its run" in page.locator(".ds-step-out").text_content()
+
         # A model without snapshots: the section says so; the playground still steps.
         page.locator(".dp-model").select_option(tiny)
         tab.wait("() => !document.querySelector('#learner .dl-none').hidden")

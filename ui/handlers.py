@@ -236,4 +236,4 @@ class PageHandlers:
         """The scorer (its own component): a text in, every token's score out. It reads the
         tab's model and changes nothing, so the state is not an output."""
         d = event_data(evt)
-        return self.inside.score_page(user, d.get("text"), d.get("id"))
+        return self.inside.score_page(user, d.get("text"), d.get("id"), d.get("step"))
