@@ -317,7 +317,8 @@ class Actions:
                                     text, mode=mode, names=(a, b), ids=ids)
         except Exception as e:
             raise as_user_error(e) from None
-        self._touch(user) if user is not None else None
+        if user is not None:
+            self._touch(user)
         return models[0], models[1], result
 
     # ---- shared checks ----
