@@ -32,6 +32,8 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(api_name="/tree")                                  # every branch made so far
     c.predict(3, api_name="/goto")                               # stand at node 3 of the tree
     c.predict(exported, api_name="/load_tree")                   # open what /export gave
+    c.predict("checkpoints/shakespeare@316", "checkpoints/shakespeare", "To be, or not to be", "auto",
+              api_name="/compare_models")                        # KL per position, top-1 agreement
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ import json
 import gradio as gr
 
 from model.sampling import schema
-from ui import explain, page, server
+from ui import explain, learn_page, page, server
 from ui.actions import Actions, Limits
 from ui.api import API
 from ui.handlers import PageHandlers
+from ui.learn import LearnPage
 from ui.presets import DESCRIPTIONS, presets_for_page
 from ui.sessions import SessionTable
 from ui.state import ModelRegistry
@@ -64,7 +67,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
     registry = ModelRegistry(model_paths or server.DEFAULT_MODELS, loader=loader)
     sessions = SessionTable(budget_bytes)
     actions = Actions(registry, limits, sessions)
-    handlers, api = PageHandlers(actions), API(actions)
+    handlers, api, learn = PageHandlers(actions), API(actions), LearnPage(actions)
     gr.set_static_paths(page.static_paths())
 
     with gr.Blocks(title="Decoding Playground", delete_cache=(3600, 3600)) as demo:
@@ -79,6 +82,11 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             scorer = gr.HTML("", html_template=page.SCORE_TEMPLATE, js_on_load=page.SCORE_MOUNT_JS,
                              elem_id="scorer", apply_default_css=False, container=False, padding=False,
                              limits=json.dumps(limits.to_dict()))
+        with gr.Accordion("Watch it learn, and compare two models", open=False, elem_id="learn-section"):
+            learner = gr.HTML("", html_template=learn_page.TEMPLATE, js_on_load=learn_page.MOUNT_JS,
+                              head=learn_page.head_html(), elem_id="learner", apply_default_css=False,
+                              container=False, padding=False,
+                              variants=json.dumps(actions.variants.choices()))
         with gr.Accordion("How decoding works (and a common misconception)", open=False):
             gr.Markdown(explain.GUIDE)
             gr.Markdown("\n".join(f"* **{n}**: {d}" for n, d in DESCRIPTIONS.items()))
@@ -97,6 +105,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             a_top_n = gr.JSON(None, label="top_n")
             a_text = gr.Textbox(label="text")
             a_beam = gr.JSON({}, label="beam options")
+            a_model_b = gr.Textbox("", label="model_b")
+            a_mode = gr.Textbox("", label="mode")
             a_out = gr.JSON(label="result")
             a_node = gr.JSON(None, label="node")
             a_data = gr.JSON(None, label="data")
@@ -108,6 +118,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             b.update({name: gr.Button(name) for name in ("sample", "continuations", "open_continuation")})
             b.update({name: gr.Button(name) for name in ("beam", "beam_open")})  # beam search
             b.update({name: gr.Button(name) for name in ("tree", "goto", "load_tree")})  # the tree
+            b["compare_models"] = gr.Button("compare_models")  # two models on one text
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -121,6 +132,9 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
                                       api_name=f"page_{name}", **limits, **quiet)
         # The scorer reads the tab's model and changes nothing: the state is only an input.
         scorer.score(handlers.score, [state], [scorer], api_name="page_score", **quiet)
+        # Watching it learn and comparing read the tab's session too, and change nothing.
+        for name in learn_page.EVENTS:
+            getattr(learner, name)(getattr(learn, name), [state], [learner], api_name=f"page_{name}", **quiet)
 
         # ---- the API ----
         pub = dict(api_visibility="public", show_progress="hidden")
@@ -149,6 +163,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["tree"].click(api.tree, [state], a_out, api_name="tree", **pub)
         b["goto"].click(api.goto, [state, a_node], a_out, api_name="goto", **pub)
         b["load_tree"].click(api.load_tree, [state, a_data], a_out, api_name="load_tree", **pub)
+        b["compare_models"].click(api.compare_models, [state, a_model, a_model_b, a_text, a_mode], a_out,
+                                  api_name="compare_models", **pub)
 
         # A closed tab's session is freed at once (Gradio would keep its state for an hour).
         def closed(request: gr.Request):

@@ -188,6 +188,11 @@ def check(server, name: str, reply: Reply, args) -> None:
                    for step in d["steps"] for c in step["candidates"]), where
     elif name == "beam_open":
         assert 0 <= d["steps"] <= SESSION_TOKENS and isinstance(d["text"], str), where
+    elif name == "compare_models":
+        assert d["mode"] in ("tokens", "chars"), where
+        if d["mode"] == "tokens":
+            assert d["positions"] and 0.0 <= d["agreement"] <= 1.0, where
+            assert all(p["kl_pq"] is None or p["kl_pq"] >= -1e-9 for p in d["positions"]), where
 
 
 def keep_room(server, reply: Reply) -> None:
@@ -300,4 +305,11 @@ def draw_args(data, name: str, server) -> tuple:
         return (data.draw(st.one_of(st.integers(0, 8), st.integers(-5, 10**6), scalars, junk), "node"),)
     if name == "load_tree":
         return (data.draw(tree_files(server), "data"),)
+    if name == "compare_models":
+        specs = st.one_of(model_names(server), st.sampled_from(
+            [f"{server.model}@0", f"{server.model}@3", f"{server.model}@-1", f"{server.model}@99999999999",
+             f"{server.model}:fast", f"{server.model}:exact", f"{server.model}@x", "smollm2@3", "@", ":fast"]))
+        return (data.draw(specs, "model_a"), data.draw(specs, "model_b"),
+                data.draw(st.one_of(texts, junk), "text"),
+                data.draw(st.one_of(st.sampled_from(["auto", "tokens", "chars", "", "words"]), scalars, junk), "mode"))
     return ()  # undo, export, tree

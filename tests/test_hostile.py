@@ -42,10 +42,10 @@ from ui.api import API
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
-SHARE = {"reset": 0.13, "distribution": 0.14, "step": 0.14, "pick": 0.12, "generate": 0.10,
+SHARE = {"reset": 0.12, "distribution": 0.13, "step": 0.13, "pick": 0.12, "generate": 0.10,
          "score": 0.06, "lens": 0.05, "sequence": 0.14,  # a sequence example sends 3 calls, so ~2,000 in all
          "sample": 0.02, "continuations": 0.01, "open_continuation": 0.01,  # many futures
-         "beam": 0.03, "beam_open": 0.01, "goto": 0.02, "load_tree": 0.02}
+         "beam": 0.03, "beam_open": 0.01, "goto": 0.02, "load_tree": 0.02, "compare_models": 0.03}
 
 
 def examples(name: str) -> settings:
@@ -173,14 +173,6 @@ def test_lens_survives_generated_hostile_input(server, data):
 def test_sample_survives_generated_hostile_input(server, data):
     Fuzz.tests_run.add("sample")
     run(server, "sample", *draw_args(data, "sample", server))
-@examples("beam")
-def test_beam_survives_generated_hostile_input(server, data):
-    Fuzz.tests_run.add("beam")
-    run(server, "beam", *draw_args(data, "beam", server))
-@examples("goto")
-def test_goto_survives_generated_hostile_input(server, data):
-    Fuzz.tests_run.add("goto")
-    run(server, "goto", *draw_args(data, "goto", server))
 
 
 @pytest.mark.fuzz
@@ -197,6 +189,18 @@ def test_continuations_survive_generated_hostile_input(server, data):
 def test_open_continuation_survives_generated_hostile_input(server, data):
     Fuzz.tests_run.add("open_continuation")
     run(server, "open_continuation", *draw_args(data, "open_continuation", server))
+
+
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("beam")
+def test_beam_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("beam")
+    run(server, "beam", *draw_args(data, "beam", server))
+
+
+@pytest.mark.fuzz
+@given(data=st.data())
 @examples("beam_open")
 def test_beam_open_survives_generated_hostile_input(server, data):
     """Opening a ranked beam, after a search that succeeds half of the time."""
@@ -206,16 +210,32 @@ def test_beam_open_survives_generated_hostile_input(server, data):
     run(server, "beam_open", *draw_args(data, "beam_open", server))
 
 
-CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
-                         "score", "lens", "beam", "beam_open"])
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("goto")
+def test_goto_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("goto")
+    run(server, "goto", *draw_args(data, "goto", server))
+
+
+@pytest.mark.fuzz
+@given(data=st.data())
 @examples("load_tree")
 def test_load_tree_survives_generated_hostile_input(server, data):
     Fuzz.tests_run.add("load_tree")
     run(server, "load_tree", *draw_args(data, "load_tree", server))
 
 
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("compare_models")
+def test_compare_models_survives_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("compare_models")
+    run(server, "compare_models", *draw_args(data, "compare_models", server))
+
+
 CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
-                         "score", "lens", "tree", "goto"])
+                         "score", "lens", "beam", "beam_open", "tree", "goto", "compare_models"])
 
 
 @pytest.mark.fuzz
@@ -238,6 +258,8 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "beam": lambda: (data.draw(st.integers(1, 4)), {"num_beams": data.draw(st.integers(1, 4))}),
                     "beam_open": lambda: (data.draw(st.integers(0, 3)), {}),
                     "goto": lambda: (data.draw(st.integers(0, 3)),),
+                    "compare_models": lambda: (server.model, server.model,
+                                               data.draw(st.sampled_from(["", "To be, or not"])), "auto"),
                     "undo": tuple, "export": tuple, "tree": tuple}[name]()
             count_sent(server)
             reply = fresh.call(name, *args)

@@ -129,7 +129,9 @@ def test_pointing_at_a_token_shows_its_probability_rank_surprisal_and_alternativ
 def test_the_keyboard_reaches_every_token_and_the_first_says_it_has_no_prediction(tab):
     score_by_pasting(tab, TEXT)
     tab.click(".ds-input")
-    for _ in range(3):  # the text box -> Score -> "score as I type" -> the first token
+    # the text box -> Score -> "score as I type" -> the training-step slider (this model has
+    # snapshots) -> the first token
+    for _ in range(4):
         tab.page.keyboard.press("Tab")
     focused = tab.page.evaluate("() => document.activeElement.dataset.k")
     assert focused == "0"

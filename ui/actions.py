@@ -23,11 +23,14 @@ import torch
 
 from model import futures
 from model.beam import EARLY_STOPPING, MAX_BEAMS, beam_search
+from model.compare import MODES as COMPARE_MODES
+from model.compare import compare_models
 from model.sampling import SEED_MAX, SamplingSettings
 from model.session import validate_text
 from model.tree_io import tree_from_dict
 
 from .state import ModelRegistry, UserState
+from .variants import Variants
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,7 @@ class Actions:
     def __init__(self, registry: ModelRegistry, limits: Limits = Limits(), sessions=None):
         self.registry, self.limits = registry, limits
         self.sessions = sessions  # ui/sessions.py's table: memory budget, closed tabs
+        self.variants = Variants(registry)  # snapshots, the other arithmetic: shared, loaded once
 
     # ---- starting ----
 
@@ -473,6 +477,38 @@ class Actions:
             raise UserError("The prompt or the model changed since this beam search: run Beam search again.")
         rank = check_integer("rank", rank, 0, len(result.ranking) - 1, " (0 = the best sequence)")
         return self.open_path(user, base + result.ranking[rank].tokens, settings)
+
+    # ---- two models ----
+
+    def compare_models(self, user, a, b, text=None, mode="auto"):
+        """Model `a` (p) against model `b` (q), each a served model, NAME@STEP (a training
+        snapshot) or NAME:fast / NAME:exact, on `text`, or on the session's text when text is
+        None or empty. Returns (loaded_a, loaded_b, model.compare.compare_models' dict)."""
+        a, b = (check_text(name, x) for name, x in (("model_a", a), ("model_b", b)))
+        if not a or not b:
+            raise UserError("Name both models to compare: model_a and model_b (a served model, "
+                            "NAME@STEP for a training snapshot, NAME:fast for fast mode).")
+        mode = "auto" if mode is None or mode == "" else mode
+        if mode not in COMPARE_MODES:
+            raise UserError(f"mode must be one of {', '.join(COMPARE_MODES)}, but is {mode!r:.80}")
+        ids = None
+        if text is None or text == "":
+            s = self.session(user)
+            with s.lock:
+                ids, text = list(s.ids), s.text
+            if not text:
+                raise UserError("The session's text is empty: type a prompt (or give a text) to compare on.")
+        else:
+            text = check_score_text(text, self.limits.score_chars)
+        try:
+            models = [self.variants.get(x) for x in (a, b)]
+            result = compare_models(models[0].gpt, models[0].tokenizer, models[1].gpt, models[1].tokenizer,
+                                    text, mode=mode, names=(a, b), ids=ids)
+        except Exception as e:
+            raise as_user_error(e) from None
+        if user is not None:
+            self._touch(user)
+        return models[0], models[1], result
 
     # ---- shared checks ----
 

@@ -3,7 +3,7 @@ the page. Each gradio_client.Client is its own session.
 
     reset(prompt, seed, model="", chat=False)   distribution(settings, top_n)   step(settings)
     pick(token, settings)   undo()   generate(n, settings) (streams)   export()
-    score(text)   lens(top_n)
+    score(text)   lens(top_n)   compare_models(model_a, model_b, text="", mode="auto")
     sample(n, settings)   continuations(n, m, settings)   open_continuation(ids, settings)
     beam(n, options)   beam_open(rank, settings)
     tree()   goto(node)   load_tree(data)     the tree of generations; data = what export() gave
@@ -13,6 +13,8 @@ A failure is a gradio error whose message names the bad value and what to do.
 """
 
 from __future__ import annotations
+
+import math
 
 import gradio as gr
 
@@ -204,3 +206,24 @@ class API:
             raise _fail(e) from None
         s = user.session
         return {"replayed": replayed, "text": s.text, "generated": s.generated_text, "steps": len(s.history)}
+    def compare_models(self, user, model_a, model_b, text, mode):
+        """Model A (p) against model B (q) on `text` (empty: the session's text). Models: a
+        served one, NAME@STEP (a training snapshot), NAME:fast / NAME:exact. Same vocabulary:
+        KL(p‖q), KL(q‖p) and top-1 agreement at every position; different: loss per character."""
+        try:
+            la, lb, r = self.actions.compare_models(user, model_a, model_b, text, mode)
+        except Exception as e:
+            raise _fail(e) from None
+        sides = {"a": {"spec": model_a, "name": la.card.get("name"), "mode": la.card.get("mode", "exact")},
+                 "b": {"spec": model_b, "name": lb.card.get("name"), "mode": lb.card.get("mode", "exact")}}
+        if r["mode"] == "tokens":
+            r = r | {"positions": [p | {"label": token_label(la.tokenizer, p["id"]),
+                                        "kl_pq": _finite(p["kl_pq"]), "kl_qp": _finite(p["kl_qp"])}
+                                   for p in r["positions"]],
+                     "mean_kl_pq": _finite(r["mean_kl_pq"]), "mean_kl_qp": _finite(r["mean_kl_qp"])}
+        return {"models": sides} | {k: v for k, v in r.items() if k != "names"}
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: an infinite KL (a token one model rules out) is null."""
+    return x if math.isfinite(x) else None

@@ -260,7 +260,7 @@ class PageHandlers:
         """The scorer (its own component): a text in, every token's score out. It reads the
         tab's model and changes nothing, so the state is not an output."""
         d = event_data(evt)
-        return self.inside.score_page(user, d.get("text"), d.get("id"))
+        return self.inside.score_page(user, d.get("text"), d.get("id"), d.get("step"))
 
     # ---- many futures ----
 
@@ -283,6 +283,8 @@ class PageHandlers:
         """Open a continuation: its tokens become the text (open_path)."""
         def do(d):
             self.actions.open_path(user, d.get("ids"), settings_from(d.get("settings")))
+        return self._change(user, evt, do)
+
     # ---- beam search (static/beam.js) ----
 
     def beam(self, user, evt: gr.EventData):

@@ -56,10 +56,17 @@ class Inside:
         except Exception as e:
             raise as_user_error(e) from None
 
-    def score(self, user, text):
-        """Every token of `text` scored by the tab's model: (loaded, score_text's dict)."""
+    def score(self, user, text, step=None):
+        """Every token of `text` scored by the tab's model, or by its training snapshot at
+        `step` (None: the model itself): (loaded, score_text's dict)."""
         text = check_score_text(text, self.actions.limits.score_chars)
         loaded = self.model_of(user)
+        if step is not None:
+            step = check_integer("training step", step, 0, 10**9)
+            try:
+                loaded = self.actions.variants.get(f"{loaded.name}@{step}")
+            except Exception as e:
+                raise as_user_error(e) from None
         try:
             return loaded, score_text(loaded.gpt, loaded.tokenizer, text, top_n=TOP_N)
         except Exception as e:
@@ -128,15 +135,23 @@ class Inside:
 
     # ---- what the page draws ----
 
-    def score_page(self, user, text, ack=None) -> str:
-        """The scorer's payload; a failure becomes its message (never raised)."""
+    def score_page(self, user, text, ack=None, step=None) -> str:
+        """The scorer's payload; a failure becomes its message (never raised). step: score with
+        that training snapshot of the tab's model; `snapshots` lists the steps it has."""
         try:
-            loaded, r = self.score(user, text)
-            payload = self._score_payload(loaded, r)
+            loaded, r = self.score(user, text, step)
+            payload = self._score_payload(loaded, r) | {"step": step, "snapshots": self._steps(user)}
         except Exception as e:
             payload = {"error": str(as_user_error(e))}
         return json.dumps({"seq": next(self._counter), "ack": ack} | payload,
                           ensure_ascii=False, allow_nan=False)
+
+    def _steps(self, user) -> list[int]:
+        """The training steps the tab's model has snapshots of, for the scorer's slider."""
+        try:
+            return [e["step"] for e in self.actions.variants.steps(self.model_of(user).name)]
+        except (ValueError, OSError):  # a broken index: the slider stays hidden, the score stands
+            return []
 
     def _score_payload(self, loaded, r: dict) -> dict:
         tok = loaded.tokenizer

@@ -204,6 +204,10 @@ SCORE_TEMPLATE = """
     <label class="ds-auto-box"><input type="checkbox" class="ds-auto" checked> score as I type</label>
     <span class="ds-status dp-muted" aria-live="polite"></span>
   </div>
+  <label class="ds-step-box" hidden><span>Training step</span>
+    <input type="range" class="ds-step" min="0" max="0" step="1" value="0"
+      aria-label="training step: score with the model as it was then">
+    <output class="ds-step-out"></output></label>
   <div class="ds-result" hidden>
     <div class="ds-summary"></div>
     <div class="ds-cols">

@@ -86,6 +86,11 @@ def main(argv=None, build_demo=None) -> None:
         demo.registry.get(demo.registry.default)
     except Exception as e:
         print(f"warning: could not load {demo.registry.default}: {e}")
+    try:  # and its training snapshots, for the training-step slider (shared by every visitor)
+        demo.actions.variants.snapshots(demo.registry.default)
+    except Exception as e:
+        print(f"warning: could not load the training snapshots of {demo.registry.default} (the "
+              f"section that shows them will say why): {e}")
     if args.mode == "fast" and args.compile == "auto":
         threading.Thread(target=_compile_once_listening, args=(demo.registry, args.host, args.port),
                          name="compile-when-listening", daemon=True).start()

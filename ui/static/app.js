@@ -135,6 +135,7 @@
       else if (st.shown) heading(st.shown);
     }
     const settingsNow = () => controls.get();
+    global.DP.settings = settingsNow; // read by the sections below the playground (learn.js)
     function step() { act("step", { settings: settingsNow() }); }
     function undo() { act("undo", {}); }
     function generate() {

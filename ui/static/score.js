@@ -26,7 +26,7 @@
     const limits = JSON.parse(props.limits || "{}");
     const $ = (sel) => element.querySelector(sel);
     const input = $(".ds-input"), status = $(".ds-status");
-    const st = { seq: 0, nextId: 1, pending: null, waiting: null, sent: null, R: null, tip: null, pinned: null, timer: null };
+    const st = { step: null, steps: [], seq: 0, nextId: 1, pending: null, waiting: null, sent: null, R: null, tip: null, pinned: null, timer: null };
     global.DPScore.state = st;
     const maxChars = limits.score_chars || 4000;
     $(".ds-limit").textContent = "(up to " + maxChars.toLocaleString("en") + " characters; the model sees only its context)";
@@ -46,7 +46,7 @@
           maxChars.toLocaleString("en") + " are scored at once: shorten it.", "error");
         return;
       }
-      if (!force && text === st.sent && st.R) return; // already on screen
+      if (!force && text === st.sent && st.step === st.sentStep && st.R) return; // already on screen
       if (st.pending && performance.now() - st.pending.at < ACK_TIMEOUT_MS) { st.waiting = text; return; }
       send(text);
     }
@@ -54,16 +54,17 @@
       const id = st.nextId++;
       st.pending = { id, at: performance.now() };
       st.sent = text;
+      st.sentStep = st.step;
       st.waiting = null;
       say("Scoring …", "note");
       element.classList.add("ds-busy");
-      trigger("score", { id, text });
+      trigger("score", { id, text, step: st.step });
     }
     function acked(id) {
       if (!st.pending || st.pending.id !== id) return;
       st.pending = null;
       element.classList.remove("ds-busy");
-      if (st.waiting !== null && st.waiting !== st.sent) send(st.waiting);
+      if (st.waiting !== null && (st.waiting !== st.sent || st.step !== st.sentStep)) send(st.waiting);
       else st.waiting = null;
     }
     $(".ds-score").addEventListener("click", () => request(true));
@@ -75,7 +76,26 @@
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); request(true); }
     });
     // Another model in the playground: the same text, scored again by it.
-    document.addEventListener("dp-model", () => { if (st.R && element.isConnected) request(true); });
+    document.addEventListener("dp-model", () => { st.step = null; if (st.R && element.isConnected) request(true); });
+
+    // The model's training snapshots (when it has some): the same text scored as it learned.
+    // The slider's last position is the model itself (step null).
+    const stepBox = $(".ds-step-box"), stepSlider = $(".ds-step");
+    function showSteps(D) {
+      st.steps = D.snapshots || [];
+      stepBox.hidden = !st.steps.length;
+      if (!st.steps.length) { st.step = null; return; }
+      stepSlider.max = String(st.steps.length);
+      const at = D.step === null || D.step === undefined ? st.steps.length : st.steps.indexOf(D.step);
+      if (document.activeElement !== stepSlider) stepSlider.value = String(at);
+      $(".ds-step-out").textContent = D.step === null || D.step === undefined ? "the trained model"
+        : "step " + D.step.toLocaleString("en") + " of its run";
+    }
+    stepSlider.addEventListener("input", () => {
+      const i = Number(stepSlider.value);
+      st.step = i >= st.steps.length ? null : st.steps[i];
+      request(true);
+    });
 
     /* ---- answers ---- */
     function onPayload(json) {
@@ -85,7 +105,7 @@
       if (D.seq <= st.seq) return;
       st.seq = D.seq;
       if (D.error) say(D.error, "error");
-      else { render(D); say("", "note"); }
+      else { render(D); showSteps(D); say("", "note"); }
       if (D.ack) acked(D.ack);
     }
 
