@@ -1,6 +1,6 @@
 """Beam search against one Generate of the same length, on SmolLM2 in fast mode.
 
-    python -m benchmarks.bench_beam [--beams 4] [--tokens 30] [--repeats 7] [--mode fast] [--compiled]
+    python -m benchmarks.bench_beam [--beams 4] [--tokens 30] [--repeats 7] [--mode fast]
 
 Both start from the same chat prompt. "Generate" is what the page's Generate runs: a
 DecodingSession stepping greedily (temperature 0) `--tokens` times, the sampling pipeline on
@@ -40,18 +40,10 @@ def main(argv=None) -> int:
     ap.add_argument("--tokens", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    ap.add_argument("--compiled", action="store_true",
-                    help="compile fast mode's one-row decode step first, as the server does "
-                         "(model/compiled_step.py): Generate's steps take it, the beams' batch does not")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     gpt, tok, _ = load_model(args.model, mode=args.mode)
-    if args.compiled:
-        from model.compiled_step import CompiledStep
-        step = CompiledStep(gpt)
-        print(f"decode step compiled in {step.warm():.1f} s")
-        gpt.compiled_step = step
     session = DecodingSession(gpt, tok, seed=0)
     prompt = apply_chat_template(tok, QUESTION) if "<|im_start|>" in tok.special_tokens_set else QUESTION
     greedy = SamplingSettings(temperature=0)
@@ -80,8 +72,7 @@ def main(argv=None) -> int:
         gen.append(one_generate())
         beam.append(one_search())
     g, b = statistics.median(gen), statistics.median(beam)
-    mode = args.mode + (", compiled step" if args.compiled else "")
-    print(f"{args.model} ({mode}), {args.tokens} tokens, threads {torch.get_num_threads()}, "
+    print(f"{args.model} ({args.mode}), {args.tokens} tokens, threads {torch.get_num_threads()}, "
           f"{args.repeats} alternating runs each")
     print(f"  one Generate (greedy session) : median {g * 1000:7.0f} ms  ({args.tokens / g:5.1f} tokens/s)")
     print(f"  beam search, {args.beams} beams         : median {b * 1000:7.0f} ms  "

@@ -1,11 +1,10 @@
 """Fast mode against exact mode and llama.cpp on SmolLM2-135M-Instruct, the same Q4_1 GGUF file.
 
-    python -m benchmarks.bench_fast [--threads 1 2] [--repeats 5] [--positions 1024] [--no-compiled]
+    python -m benchmarks.bench_fast [--threads 1 2] [--repeats 5] [--positions 1024]
 
 Speed: for each thread count, greedy decoding of 128 new tokens after the same 64-token prompt
-by exact mode, fast mode, fast mode with its decode step compiled (model/compiled_step.py; the
-compile time is printed) and llama.cpp (llama-cpp-python's `Llama.generate(ids, temp=0.0,
-top_k=1)`), run alternately, so all of them see the same background load on these shared cores.
+by exact mode, fast mode and llama.cpp (llama-cpp-python's `Llama.generate(ids, temp=0.0,
+top_k=1)`), run alternately, so all three see the same background load on these shared cores.
 Reported: tokens/s from the median whole run (prefill included), from the median per-token
 step, and, for ours, from the median forward pass alone (the rest of a step is the sampling
 pipeline that model.decode.generate runs on every token, for every mode alike); ratios of
@@ -35,7 +34,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from model import smollm2
-from model.compiled_step import CompiledStep
 from model.decode import generate
 from model.loading import load_model
 from model.quant import divergence
@@ -130,8 +128,6 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to time")
     ap.add_argument("--repeats", type=int, default=5, help="alternating runs per implementation")
     ap.add_argument("--positions", type=int, default=1024, help="positions of text for fidelity")
-    ap.add_argument("--no-compiled", dest="compiled", action="store_false",
-                    help="leave out fast mode with its decode step compiled")
     args = ap.parse_args(argv)
     path = smollm2.gguf_path()
     if not path.is_file():
@@ -151,34 +147,23 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     fast, _, fast_card = load_model(path, mode="fast")
     fast_load = time.perf_counter() - start
-    compiled = None
-    if args.compiled:
-        compiled, _, _ = load_model(path, mode="fast")
-        step = CompiledStep(compiled)
-        compiled.compiled_step = step
-        compile_seconds = step.warm()
-        if not step.ready:
-            raise SystemExit(f"compiling the decode step failed: {step.error}")
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
           f"{os.cpu_count()} cores; {path.name}")
     print(f"  exact: {exact_card['arithmetic']} (loaded in {exact_load:.1f} s)")
     print(f"  fast:  {fast_card['arithmetic']} (loaded in {fast_load:.1f} s)")
-    if compiled is not None:
-        print(f"  fast, compiled: the same, its decode step compiled in {compile_seconds:.1f} s "
-              "(model/compiled_step.py)")
     if llama_cpp is not None:
         info = llama_cpp.llama_print_system_info().decode().strip()
         print(f"  llama.cpp: llama-cpp-python {llama_cpp.__version__}, {info}")
 
     ids = tok.encode(PROMPT)[:PROMPT_TOKENS]
     prompt = torch.tensor([ids])  # (1, 64)
-    gpts = {"exact": exact, "fast": fast} | ({"compiled": compiled} if compiled is not None else {})
-    clocks = {name: StepClock(gpt) for name, gpt in gpts.items()}
+    clocks = {"exact": StepClock(exact), "fast": StepClock(fast)}
+    gpts = {"exact": exact, "fast": fast}
     outputs: dict[str, list[int]] = {}
     status = 0
     for threads in args.threads:
         torch.set_num_threads(threads)
-        names = list(gpts) + (["llama.cpp"] if Llama else [])
+        names = ["exact", "fast"] + (["llama.cpp"] if Llama else [])
         llm = Llama(model_path=str(path), n_threads=threads, n_ctx=512, verbose=False) \
             if Llama else None
         runs = {n: [] for n in names}
@@ -216,22 +201,19 @@ def main(argv=None) -> int:
               f"{step_med['exact'] / step_med['fast']:.2f}x by step, "
               f"{statistics.median(forwards['exact']) / statistics.median(forwards['fast']):.2f}x "
               "by forward")
-        if compiled is not None:
-            print(f"  compiled / fast: {run_med['fast'] / run_med['compiled']:.2f}x by run, "
-                  f"{step_med['fast'] / step_med['compiled']:.2f}x by step")
         if llm is not None:
-            for name in ["fast"] + (["compiled"] if compiled is not None else []):
-                print(f"  {name} / llama.cpp: {run_med['llama.cpp'] / run_med[name]:.2f}x by run, "
-                      f"{step_med['llama.cpp'] / step_med[name]:.2f}x by step")
+            print(f"  fast / llama.cpp: {run_med['llama.cpp'] / run_med['fast']:.2f}x by run, "
+                  f"{step_med['llama.cpp'] / step_med['fast']:.2f}x by step")
     same = next((i for i, (a, b) in enumerate(zip(outputs["exact"], outputs["fast"])) if a != b),
                 NEW_TOKENS)
     print(f"\n  greedy tokens: fast equals exact for the first {same} of {NEW_TOKENS}")
     print(f"  exact: {tok.decode(outputs['exact'])[:100]!r}")
     print(f"  fast:  {tok.decode(outputs['fast'])[:100]!r}")
-    for name in [n for n in ("compiled", "llama.cpp") if n in outputs]:
-        same = next((i for i, (a, b) in enumerate(zip(outputs["exact"], outputs[name])) if a != b),
-                    NEW_TOKENS)
-        print(f"  {name} equals exact for the first {same}: {tok.decode(outputs[name])[:100]!r}")
+    if Llama:
+        same = next((i for i, (a, b) in enumerate(zip(outputs["exact"], outputs["llama.cpp"]))
+                     if a != b), NEW_TOKENS)
+        print(f"  llama.cpp equals exact for the first {same}: "
+              f"{tok.decode(outputs['llama.cpp'])[:100]!r}")
 
     text = english_tokens(tok, args.positions)
     reference = our_logits(exact, text)
@@ -241,8 +223,6 @@ def main(argv=None) -> int:
     if Llama:
         others["llama.cpp"] = llama_logits(path, text)
     others["fast, decode path"] = decoded_logits(fast, text[:DECODE_POSITIONS])
-    if compiled is not None:
-        others["compiled, decode"] = decoded_logits(compiled, text[:DECODE_POSITIONS])
     for name, logits in others.items():
         d = divergence(reference[:len(logits)], logits)
         print(f"  {name:17s} mean KL {d['mean_kl']:.5f}, p99 {d['p99_kl']:.5f}, "

@@ -188,7 +188,6 @@ class GPT(nn.Module):
         else:
             self.rotary = Rotary(config.head_dim, config.block_size, config.rope_theta)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.compiled_step = None  # a CompiledStep for one row's decode step (fast mode)
         if config.tie_embeddings:
             # Weight tying. nn.Linear(C, V) stores its weight as (out, in) = (V, C): exactly the
             # embedding table's shape, so one (V, C) tensor serves as both. Row t is token t's
@@ -254,8 +253,6 @@ class GPT(nn.Module):
         if start + T > self.config.block_size:
             raise ValueError(f"sequence of {start + T} positions exceeds the model's context of "
                              f"{self.config.block_size}; crop the input to its last tokens")
-        if targets is None and cache is not None and B == 1 and T == 1 and self._compiled_ready():
-            return self.compiled_step(int(idx[0, 0]), cache)[:, None, :]  # (1, 1, V)
         x = self.transformer.wte(idx)  # (B, T, C)
         if self.rotary is None:
             pos = torch.arange(start, start + T, device=idx.device)
@@ -274,11 +271,6 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:, :]  # (B, 1, C): inference needs only the last position's vector
         return self.lm_head(x)
-
-    def _compiled_ready(self) -> bool:
-        """Whether one row's one-token step runs as a compiled graph (model/compiled_step.py,
-        attached in fast mode): only once it has compiled, never for training."""
-        return self.compiled_step is not None and self.compiled_step.ready and not self.training
 
     def check_decode_step(self, tokens: list[int], caches: list[KVCache]) -> None:
         """Raise ValueError, naming the bad value, unless decode_step(tokens, caches) can run."""
@@ -312,8 +304,6 @@ class GPT(nn.Module):
         own cache. Every cache advances by one.
         """
         self.check_decode_step(tokens, caches)
-        if len(caches) == 1 and self._compiled_ready():
-            return self.compiled_step(tokens[0], caches[0])
         device = self.transformer.wte.weight.device  # (a swapped head may have no .weight)
         idx = torch.tensor(tokens, dtype=torch.long, device=device)[:, None]  # (B, 1)
         positions = torch.tensor([c.pos for c in caches], dtype=torch.long, device=device)  # (B,)

@@ -1,6 +1,6 @@
 """Running the playground: the command line, the memory budget, and Gradio's launch.
 
-    python app.py [--model PATH ...] [--mode exact|fast] [--compile auto|off] [--host 127.0.0.1] [--port 7860]
+    python app.py [--model PATH ...] [--mode exact|fast] [--host 127.0.0.1] [--port 7860]
                   [--threads 1] [--memory-budget-mb N] [--share]
 """
 
@@ -9,9 +9,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import torch
@@ -49,11 +46,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="exact: float32, the same numbers as Hugging Face transformers; fast: "
                         "4-bit and 8-bit weights, about twice as fast and close to exact (the page "
                         "and the API say which). Default exact")
-    p.add_argument("--compile", choices=("auto", "off"), default="auto",
-                   help="auto: in fast mode, compile one sequence's decode step (torch.compile, "
-                        "the system's C++ compiler) in the background once the server listens; "
-                        "steps run uncompiled until it is ready (minutes the first time, seconds "
-                        "once inductor's disk cache holds it). off: never compile. Default auto")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (0.0.0.0 = every interface, e.g. for a workshop)")
     p.add_argument("--port", type=int, default=7860, help="port to listen on (default 7860)")
@@ -91,22 +83,5 @@ def main(argv=None, build_demo=None) -> None:
     except Exception as e:
         print(f"warning: could not load the training snapshots of {demo.registry.default} (the "
               f"section that shows them will say why): {e}")
-    if args.mode == "fast" and args.compile == "auto":
-        threading.Thread(target=_compile_once_listening, args=(demo.registry, args.host, args.port),
-                         name="compile-when-listening", daemon=True).start()
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, ssr_mode=False,
                 footer_links=["api"], state_session_capacity=MAX_SESSIONS)
-
-
-def _compile_once_listening(registry, host: str, port: int) -> None:
-    """Wait until the server accepts connections, then let the registry compile its fast
-    models' decode steps (compiling takes both cores for a while: not before visitors can
-    reach the page)."""
-    address = ("127.0.0.1" if host in ("0.0.0.0", "") else host, port)
-    while True:
-        try:
-            socket.create_connection(address, timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    registry.compile_fast_models()

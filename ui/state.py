@@ -59,20 +59,6 @@ class ModelRegistry:
         self._loader = loader
         self._models: dict[str, LoadedModel] = {}
         self._locks = {n: threading.Lock() for n in self.names}
-        self._compiling = False  # set by compile_fast_models(): compile each fast model's step
-
-    def compile_fast_models(self) -> None:
-        """From now on, compile the decode step of every fast-mode model, loaded or still to
-        come, on a background thread (model/compiled_step.py). The server calls this once it
-        listens, so compiling never delays the first visitor."""
-        self._compiling = True
-        for loaded in list(self._models.values()):
-            self._compile(loaded)
-
-    def _compile(self, loaded: "LoadedModel") -> None:
-        if self._compiling and loaded.card.get("mode") == "fast" and loaded.gpt.compiled_step is None:
-            from model.compiled_step import compile_in_background
-            compile_in_background(loaded.gpt)
 
     @property
     def default(self) -> str:
@@ -93,7 +79,6 @@ class ModelRegistry:
         with self._locks[name]:
             if name not in self._models:
                 self._models[name] = self._load(name)
-                self._compile(self._models[name])
         return self._models[name]
 
     def _load(self, name: str) -> LoadedModel:
