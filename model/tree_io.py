@@ -13,6 +13,7 @@ a refused tree.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from .sampling import SamplingSettings
@@ -20,6 +21,7 @@ from .tree import ROOT, Tree
 
 FORMAT = "decoding-playground-tree/1"
 HOWS = ("sampled", "greedy", "picked")
+OPTIONAL_FIELDS = {"entropy", "raw_entropy"}  # absent from trees saved before records had them
 
 
 def tree_to_dict(tree: Tree, current: int) -> dict:
@@ -54,9 +56,10 @@ def _record(data, where: str, position: int, vocab_size: int, piece):
 
     if not isinstance(data, dict):
         raise ValueError(f"{where}: its record must be an object, but is {type(data).__name__}")
-    expected = {"position", "token", "piece", "how", "u", "prob", "raw_prob", "settings",
-                "candidates", "mu", "draws"}
-    missing, extra = expected - data.keys(), data.keys() - expected
+    # Every field a record exports (StepRecord.to_dict); the entropies may be absent, as in
+    # trees saved before records carried them.
+    expected = {f.name for f in dataclasses.fields(StepRecord)} - {"logits"}
+    missing, extra = expected - data.keys() - OPTIONAL_FIELDS, data.keys() - expected
     if missing or extra:
         raise ValueError(f"{where}: its record lacks {sorted(missing)} / has unknown fields {sorted(extra)[:5]}")
     _int(data["position"], f"{where}: position", position, position)
@@ -92,7 +95,9 @@ def _record(data, where: str, position: int, vocab_size: int, piece):
     draws = {str(k): _number(v, f"{where}: draw {k!r:.20}", lo=0, hi=1) for k, v in draws.items()}
     return StepRecord(position=position, token=token, piece=piece(token), how=data["how"], u=u,
                       prob=prob, raw_prob=raw, settings=settings, candidates=checked,
-                      mu=_number(data["mu"], f"{where}: mu", allow_none=True), draws=draws)
+                      mu=_number(data["mu"], f"{where}: mu", allow_none=True), draws=draws,
+                      entropy=_number(data.get("entropy"), f"{where}: entropy", allow_none=True, lo=0),
+                      raw_entropy=_number(data.get("raw_entropy"), f"{where}: raw_entropy", allow_none=True, lo=0))
 
 
 def tree_from_dict(data, *, vocab_size: int, block_size: int, prompt_len: int, max_nodes: int,
