@@ -65,8 +65,8 @@ def test_the_slider_redraws_the_chart_from_uniform_to_trained_and_two_models_com
         page.keyboard.press("Home")
         page.keyboard.press("ArrowRight")
         tab.wait(DRAWN + f" === '{steps[1]}'")
-        # the curve marks this snapshot: its last trace is the one marker, at the slider's step
-        assert page.evaluate("document.querySelector('.dl-curve').data.at(-1).x[0]") == steps[1]
+        # the curve marks this snapshot, at the slider's step
+        assert page.evaluate("document.querySelector('.dl-curve').drawn.mark.x") == steps[1]
 
         page.get_by_role("button", name="Generate from every snapshot").click()
         tab.wait(f"() => document.querySelectorAll('.dl-gens li').length === {len(steps)}")
@@ -76,7 +76,8 @@ def test_the_slider_redraws_the_chart_from_uniform_to_trained_and_two_models_com
         page.locator(".dc-b").select_option(SHAKESPEARE)
         tab.click(".dc-go")
         tab.wait("() => document.querySelectorAll('.dc-colbtn').length > 5 && "
-                 "document.querySelector('.dc-plot-a .main-svg') && document.querySelector('.dc-plot-b .main-svg')")
+                 "document.querySelector('.dc-plot-a').drawn?.bars.length > 0 && "
+                 "document.querySelector('.dc-plot-b').drawn?.bars.length > 0")
         assert "top-1 agreement" in page.locator(".dc-summary").text_content()
         columns = page.locator(".dc-colbtn")
         first = int(columns.nth(2).get_attribute("data-index"))

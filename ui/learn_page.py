@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .page import static_url
 
-SCRIPTS = ("compare.js", "learn.js")
+SCRIPTS = ("line_chart.js", "compare.js", "learn.js")
 
 
 def head_html() -> str:
@@ -70,7 +70,7 @@ TEMPLATE = """
 MOUNT_JS = """
 (function mount() {
   const ready = window.DPLearn && window.DPLearn.mount && window.DPCompare && window.DPChart;
-  if (!(ready && window.DPText && window.Plotly)) return setTimeout(mount, 25);
+  if (!(ready && window.DPText && window.DPLineChart)) return setTimeout(mount, 25);
   // Events it sends: 'learn' 'learn_generate' 'compare' 'compare_at'
   DPLearn.mount(element, trigger, props, watch);
 })();

@@ -54,9 +54,10 @@
         " different tokens · TV distance <b>" + num(S.tv, 4) + "</b> · KL(drawn ‖ p) <b>" + num(S.kl, 4) +
         "</b> nats <span class=\"dp-muted\">(tokens never drawn add 0 to KL)</span>";
       ctx.redraw();
-      // The buttons may be far below the chart (a phone): bring the bars with their draws into view.
+      // The buttons are below the text, the chart above it: bring the bars with their draws
+      // into view where they are not all in it (the sticky action bar covers the window's top).
       const r = ctx.chart.getBoundingClientRect();
-      if (r.bottom < 0 || r.top > window.innerHeight) ctx.chart.scrollIntoView({ block: "center" });
+      if (r.top < 0 || r.bottom > window.innerHeight) ctx.chart.scrollIntoView({ block: "center" });
     }
     function clear(why, redraw) {
       st.sample = null;

@@ -81,7 +81,7 @@
       const D = st.data;
       if (!D || !D.snapshots.length || !open()) return;
       const i = st.index, snap = D.snapshots[i];
-      const out = CH.draw(plot, prepared(i), settings(), { labelOf, height: 300 });
+      CH.draw(plot, prepared(i), settings(), { labelOf, height: 300 });
       const loss = D.loss[i];
       $(".dl-step-out").textContent = "step " + snap.step.toLocaleString("en") + " of " +
         D.snapshots[D.snapshots.length - 1].step.toLocaleString("en");
@@ -91,30 +91,22 @@
         "; ln V = " + num(D.ln_v, 3) + " (a uniform guess over " + D.vocab.toLocaleString("en") + " tokens).";
       drawCurve(i);
       drawTokens(i);
-      out.promise.then(() => {
-        st.drawn.push({ index: i, at: performance.now() });
-        if (st.drawn.length > 1000) st.drawn.splice(0, 500);
-        element.dataset.drawnStep = String(snap.step);
-      });
+      st.drawn.push({ index: i, at: performance.now() });
+      if (st.drawn.length > 1000) st.drawn.splice(0, 500);
+      element.dataset.drawnStep = String(snap.step);
     }
     function drawCurve(i) {
       const D = st.data, steps = D.snapshots.map((s) => s.step);
-      const traces = [
-        { x: D.curve.train.map((r) => r[0]), y: D.curve.train.map((r) => r[1]), name: "train loss (run)",
-          mode: "lines", line: { color: GREY } },
-        { x: D.curve.val.map((r) => r[0]), y: D.curve.val.map((r) => r[1]), name: "validation loss (run)",
-          mode: "lines+markers", line: { color: BLUE } },
-        { x: steps, y: D.loss, name: "this text's loss", mode: "lines+markers", line: { color: AMBER, dash: "dot" } },
-        { x: [steps[i]], y: [D.loss[i]], name: "this snapshot", mode: "markers",
-          marker: { color: RED, size: 12, symbol: "diamond" } },
-      ];
-      const layout = { height: 320, margin: { l: 44, r: 8, t: 44, b: 40 }, showlegend: true,
-        legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom", font: { size: 10 } },
-        xaxis: { title: { text: "training step" }, type: "linear" }, yaxis: { title: { text: "nats/token" } },
-        shapes: [{ type: "line", xref: "x", x0: steps[i], x1: steps[i], yref: "paper", y0: 0, y1: 1,
-          line: { color: RED, width: 1, dash: "dash" } },
-        { type: "line", xref: "paper", x0: 0, x1: 1, y0: D.ln_v, y1: D.ln_v, line: { color: GREY, width: 1, dash: "dot" } }] };
-      global.Plotly.react(curve, traces, layout, { displayModeBar: false, responsive: true });
+      global.DPLineChart.draw(curve, {
+        series: [
+          { name: "train loss (run)", points: D.curve.train, colour: GREY },
+          { name: "validation loss (run)", points: D.curve.val, colour: BLUE, dots: true },
+          { name: "this text's loss", points: steps.map((x, k) => [x, D.loss[k]]), colour: AMBER, dash: true, dots: true },
+        ],
+        mark: { x: steps[i], y: D.loss[i], colour: RED, name: "this snapshot" },
+        reference: { y: D.ln_v, label: "ln V" },
+        xTitle: "training step", yTitle: "nats/token", height: 320,
+      });
     }
     function drawTokens(i) {
       const D = st.data, s = D.surprisal[i];
