@@ -29,6 +29,7 @@ Scripting a session with gradio_client (each Client is its own session):
     c.predict(30, {"num_beams": 4, "length_penalty": 1.0, "early_stopping": False},
               api_name="/beam")                                  # beam search: candidates, ranking
     c.predict(0, {}, api_name="/beam_open")                      # the best beam becomes the text
+    c.predict({"depth": 3, "top": 4, "threshold": 0.01}, {}, api_name="/blocks")  # likely futures
     c.predict(api_name="/tree")                                  # every branch made so far
     c.predict(3, api_name="/goto")                               # stand at node 3 of the tree
     c.predict(exported, api_name="/load_tree")                   # open what /export gave
@@ -48,7 +49,7 @@ import gradio as gr
 
 from model.sampling import schema
 from ui import explain, learn_page, page, server
-from ui.actions import Actions, Limits
+from ui.actions import BLOCK_DEFAULTS, Actions, Limits
 from ui.api import API
 from ui.handlers import PageHandlers
 from ui.learn import LearnPage
@@ -76,7 +77,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         playground = gr.HTML(
             "", html_template=page.TEMPLATE, js_on_load=page.MOUNT_JS, head=page.head_html(),
             elem_id="playground", apply_default_css=False, container=False, padding=False,
-            schema=json.dumps(schema()), limits=json.dumps(limits.to_dict()),
+            schema=json.dumps(schema()),
+            limits=json.dumps(limits.to_dict() | {"block_defaults": BLOCK_DEFAULTS}),
             presets=json.dumps(presets_for_page()), models=json.dumps(registry.choices()))
         with gr.Accordion("Score a text: what pretraining sees", open=False, elem_id="score-section"):
             scorer = gr.HTML("", html_template=page.SCORE_TEMPLATE, js_on_load=page.SCORE_MOUNT_JS,
@@ -119,6 +121,8 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             b.update({name: gr.Button(name) for name in ("beam", "beam_open")})  # beam search
             b.update({name: gr.Button(name) for name in ("tree", "goto", "load_tree")})  # the tree
             b["compare_models"] = gr.Button("compare_models")  # two models on one text
+            a_block_options = gr.JSON({}, label="block options")
+            b["blocks"] = gr.Button("blocks")  # probability blocks
 
         # ---- the page: one component, its own events; each answers with one payload ----
         # (Named page_*, so that the API's own names stay free.)
@@ -127,7 +131,7 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
             opening = name in ("start", "model")
             outputs = [state, playground] + ([model_panel] if opening else [])
             limits = (dict(concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate")
-                      if name in ("generate", "beam") else {})
+                      if name in ("generate", "beam", "blocks") else {})
             getattr(playground, name)(getattr(handlers, name), [state], outputs,
                                       api_name=f"page_{name}", **limits, **quiet)
         # The scorer reads the tab's model and changes nothing: the state is only an input.
@@ -159,6 +163,9 @@ def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits
         b["beam"].click(api.beam, [state, a_n, a_beam], a_out, api_name="beam",
                         concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate", **pub)
         b["beam_open"].click(api.beam_open, [state, a_token, a_settings], a_out, api_name="beam_open", **pub)
+        # Probability blocks run the model once per level over many rows: Generate's limit too.
+        b["blocks"].click(api.blocks, [state, a_block_options, a_settings], a_out, api_name="blocks",
+                          concurrency_limit=server.GENERATE_CONCURRENCY, concurrency_id="generate", **pub)
         # The tree of generations.
         b["tree"].click(api.tree, [state], a_out, api_name="tree", **pub)
         b["goto"].click(api.goto, [state, a_node], a_out, api_name="goto", **pub)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from model import blocks as block_futures
 from model import futures
 from model.beam import EARLY_STOPPING, MAX_BEAMS, beam_search
 from model.compare import MODES as COMPARE_MODES
@@ -59,6 +60,13 @@ class Limits:
     # The tree of generations: nodes a session's tree may hold (each keeps a step's record,
     # about 3 KB; branches' keys and values have their own allowance, model/branch_cache.py).
     tree_nodes: int = 4000
+    # Probability blocks: levels deep (a level is one batched forward of every node on it),
+    # children shown per node, nodes per expansion (each runs the sampling pipeline over the
+    # vocabulary once), and the smallest path probability one may ask to see.
+    block_depth: int = 6
+    block_children: int = 10
+    block_nodes: int = 500
+    block_threshold: float = 1e-4
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -157,6 +165,27 @@ def beam_options(value, limits: Limits) -> dict:
             "length_penalty": check_number("length_penalty", v["length_penalty"], -limits.length_penalty,
                                            limits.length_penalty),
             "early_stopping": early}
+
+
+BLOCK_DEFAULTS = dict(block_futures.DEFAULTS)
+
+
+def block_options(value, limits: Limits) -> dict:
+    """An expansion's options from outside: a JSON object of BLOCK_DEFAULTS' keys (missing
+    ones take the default), each checked against the limits."""
+    if value is None or value == "":
+        value = {}
+    if not isinstance(value, dict):
+        raise UserError(f"block options must be a JSON object such as {BLOCK_DEFAULTS}, but are "
+                        f"{type(value).__name__} {value!r:.80}")
+    unknown = sorted(str(k) for k in value if k not in BLOCK_DEFAULTS)
+    if unknown:
+        raise UserError(f"unknown block option {unknown[0][:80]!r}: the options are {', '.join(BLOCK_DEFAULTS)}")
+    v = BLOCK_DEFAULTS | value
+    return {"depth": check_integer("depth", v["depth"], 1, limits.block_depth, " (levels of blocks)"),
+            "top": check_integer("top", v["top"], 1, limits.block_children, " (children per block)"),
+            "threshold": check_number("threshold", v["threshold"], limits.block_threshold, 1.0),
+            "nodes": check_integer("nodes", v["nodes"], 1, limits.block_nodes, " (blocks per expansion)")}
 
 
 class Actions:
@@ -477,6 +506,27 @@ class Actions:
             raise UserError("The prompt or the model changed since this beam search: run Beam search again.")
         rank = check_integer("rank", rank, 0, len(result.ranking) - 1, " (0 = the best sequence)")
         return self.open_path(user, base + result.ranking[rank].tokens, settings)
+
+    # ---- probability blocks ----
+
+    def blocks(self, user, options, settings: SamplingSettings, keep=None):
+        """The likely futures of the text as it is, breadth-first (model/blocks.py): each
+        block's probability is the final distribution's under `settings`, as Step draws.
+        Nothing is committed; a block opens with open_path(generated + its path). Returns
+        (the expansion, the options, the generated tokens it continues)."""
+        s = self.session(user)
+        opts = block_options(options, self.limits)
+        self.interrupt(user, keep)
+        with s.lock:
+            room = block_futures.room(s)
+            if opts["depth"] - 1 > room:
+                raise UserError(f"The model's context has room for {room} more tokens here: ask for a "
+                                f"depth of at most {room + 1}, not {opts['depth']} (or Undo some).")
+            result = self._refused(block_futures.expand, s, settings, opts["depth"], opts["top"],
+                                   opts["threshold"], opts["nodes"], user.stop_tokens())
+            base = [r.token for r in s.history]
+        self._touch(user)
+        return result, opts, base
 
     # ---- two models ----
 

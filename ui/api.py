@@ -6,6 +6,7 @@ the page. Each gradio_client.Client is its own session.
     score(text)   lens(top_n)   compare_models(model_a, model_b, text="", mode="auto")
     sample(n, settings)   continuations(n, m, settings)   open_continuation(ids, settings)
     beam(n, options)   beam_open(rank, settings)
+    blocks(options, settings)           probability blocks; open one with open_continuation
     tree()   goto(node)   load_tree(data)     the tree of generations; data = what export() gave
 
 Settings are a JSON object of SamplingSettings fields; missing ones keep their defaults.
@@ -20,6 +21,7 @@ import gradio as gr
 
 from .actions import Actions, as_user_error, check_text, settings_from
 from .beam_view import beam_summary
+from .blocks_view import blocks_summary
 from .chart import distribution_summary
 from .inside import Inside
 from .tokens import token_label
@@ -206,6 +208,18 @@ class API:
             raise _fail(e) from None
         s = user.session
         return {"replayed": replayed, "text": s.text, "generated": s.generated_text, "steps": len(s.history)}
+
+    # ---- probability blocks ----
+
+    def blocks(self, user, options, settings):
+        """The likely futures of the text, breadth-first (ui/blocks_view.py); options {"depth",
+        "top", "threshold", "nodes"}. A block opens with open_continuation(base + its path)."""
+        try:
+            result, opts, base = self.actions.blocks(user, options, settings_from(settings))
+            return blocks_summary(user.session, result, base, opts)
+        except Exception as e:
+            raise _fail(e) from None
+
     def compare_models(self, user, model_a, model_b, text, mode):
         """Model A (p) against model B (q) on `text` (empty: the session's text). Models: a
         served one, NAME@STEP (a training snapshot), NAME:fast / NAME:exact. Same vocabulary:

@@ -15,6 +15,7 @@ import gradio as gr
 
 from .actions import Actions, UserError, as_user_error, settings_from
 from .beam_view import beam_summary
+from .blocks_view import blocks_summary
 from .inside import Inside
 from .model_panel import model_panel_html
 from .state import UserState, display_name
@@ -307,3 +308,21 @@ class PageHandlers:
         def do(d):
             self.actions.open_beam(user, d.get("rank"), settings_from(d.get("settings")))
         return self._change(user, evt, do)
+
+    # ---- probability blocks (static/blocks.js) ----
+
+    def blocks(self, user, evt: gr.EventData):
+        """Expand the text's likely futures into blocks for the panel (nothing committed; a
+        block opens through the `open` event, as a continuation does). A running Generate is
+        cut back first, and then a snapshot carries the text as it now is."""
+        d = event_data(evt)
+        def run():
+            generating = user is not None and user.streaming is not None and not user.streaming.is_set()
+            self._halt(user)
+            result, opts, base = self.actions.blocks(user, d.get("options"), settings_from(d.get("settings")),
+                                                     d.get("keep"))
+            summary = blocks_summary(user.session, result, base, opts)
+            if generating:
+                return self.view.snapshot(user, d.get("id"), None, blocks=summary)
+            return self.view.message(user, d.get("id"), blocks=summary)
+        return user, self._guard(user, d.get("id"), run)

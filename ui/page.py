@@ -13,7 +13,8 @@ from pathlib import Path
 STATIC = Path(__file__).parent / "static"
 SCRIPTS = ("pipeline.js", "llama_stages.js", "controls.js", "stage_view.js", "chain.js", "bar_canvas.js",
            "chart_hits.js", "chart.js", "text.js", "strip.js", "futures.js", "lens.js", "score.js", "queue.js",
-           "link.js", "keys.js", "fit.js", "reconnect.js", "beam.js", "tree.js", "app.js")
+           "link.js", "keys.js", "fit.js", "reconnect.js", "beam.js", "blocks.js", "tree.js",
+           "app.js")
 
 
 def static_url(name: str, path: Path | None = None) -> str:
@@ -137,6 +138,11 @@ TEMPLATE = """
         <summary>Beam search <span class="dp-muted">many futures at once: which survive, which finish</span></summary>
         <section class="dp-beam" aria-label="Beam search"></section>
       </details>
+      <details class="dp-blocks-box">
+        <summary>Probability blocks <span class="dp-muted">the likely futures, each as tall as its
+          chance</span></summary>
+        <section class="dp-blocks" aria-label="Probability blocks"></section>
+      </details>
       <section class="dp-tree-box" aria-label="Tree of generations">
         <h2 class="dp-tree-head">Tree of generations <span class="dp-muted dp-tree-count"></span></h2>
         <p class="dp-muted dp-tree-help">Every step you made, on every branch: Undo, Rewind and a new
@@ -176,7 +182,7 @@ MOUNT_JS = """
   // Events it sends: 'start' 'prompt' 'reset' 'model' 'step' 'pick' 'undo' 'rewind'
   // 'inspect' 'generate' 'stop' 'seed' 'export' 'lens'
   // Many futures: 'sample' 'continuations' 'open'; beam search: 'beam' 'beam_open';
-  // the tree of generations: 'goto' 'load_tree'
+  // the tree of generations: 'goto' 'load_tree'; probability blocks: 'blocks'
   DP.mount(element, trigger, props, watch);
 })();
 """
@@ -185,6 +191,7 @@ EVENTS = ("start", "prompt", "reset", "model", "step", "pick", "undo", "rewind",
 EVENTS += ("sample", "continuations", "open")  # many futures (static/futures.js)
 EVENTS += ("beam", "beam_open")  # beam search (static/beam.js)
 EVENTS += ("goto", "load_tree")  # the tree of generations (static/tree.js)
+EVENTS += ("blocks",)  # probability blocks (static/blocks.js); a block opens with 'open'
 assert all(f"'{e}'" in MOUNT_JS for e in EVENTS), "gr.HTML finds custom events by their quoted names"
 
 

@@ -190,6 +190,13 @@
       open: (rank) => act("beam_open", { rank, settings: settingsNow() }),
     });
 
+    /* ---- probability blocks, in their panel below the tools (blocks.js) ---- */
+    global.DPQueue.INTERRUPTS.add("blocks");
+    const blocks = global.DPBlocks.mount($(".dp-blocks"), limits, {
+      expand: (options) => act("blocks", { options, settings: settingsNow() }),
+      open: (ids) => act("open", { ids, settings: settingsNow() }),
+    });
+
     /* ---- the chart ---- */
     const labelOf = (id) => {
       const P = st.shown || {};
@@ -310,7 +317,7 @@
     let resizeTimer = null;
     window.addEventListener("resize", () => {
       clearTimeout(resizeTimer);
-      resizeTimer = setTimeout(() => { fit.resized(); render(true); }, 150);
+      resizeTimer = setTimeout(() => { fit.resized(); render(true); blocks.redraw(); }, 150);
     });
 
     /* ---- payloads from the server ---- */
@@ -328,6 +335,7 @@
         if (D.lens) lens.show(D.lens, st.live, st.generating);
         futuresPayload(D);
         if (D.beam) beam.show(D.beam);
+        if (D.blocks) blocks.show(D.blocks);
         if (D.ack) acked(D.ack);
         return;
       }
@@ -386,6 +394,8 @@
       else lens.sync(st.live, st.generating);
       if (D.beam) beam.show(D.beam);
       else if (D.ack) beam.idle();
+      if (D.blocks) blocks.show(D.blocks);
+      else if (D.ack) blocks.idle();
       if (D.node_settings) controls.setAll(D.node_settings, "node"); // the settings follow the node
       if (D.tree) { st.tree = D.tree; treeView.show(D.tree); }
       if (D.evicted) showEvicted();
@@ -432,7 +442,7 @@
     function stripText(T) {
       if (T.mode === "full") {
         const promptKey = JSON.stringify(T.prompt);
-        if (st.futuresPrompt !== undefined && st.futuresPrompt !== promptKey) futures.clearContinuations();
+        if (st.futuresPrompt !== undefined && st.futuresPrompt !== promptKey) { futures.clearContinuations(); blocks.clear(); }
         st.futuresPrompt = promptKey;
         strip.reset(global.DPStrip.fromTokens(T.tokens));
       } else {
