@@ -1,8 +1,11 @@
 """Many futures in Chromium, by real gestures: Sample N× draws over the bars (mouse), the entropy
-strip and its tokens point at each other (mouse, keyboard, touch), and a continuation opens
-as the text (click on a laptop, tap on a phone)."""
+strip and its tokens point at each other (mouse, keyboard, touch), a continuation opens
+as the text (click on a laptop, tap on a phone), and probability blocks zoom in and out
+(click, keys, tap) and open as the text."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -75,6 +78,66 @@ def test_draws_strip_and_continuations_by_mouse_keyboard_and_touch(tab, browser,
         phone.wait("() => document.querySelectorAll('.dp-cont').length === 8")
         phone.page.locator(".dp-cont-open").nth(0).tap()
         phone.wait_steps(32)
+        assert not phone.errors
+    finally:
+        phone.close()
+
+
+# The generated token ids the address bar holds (link.js), as a JSON string.
+LINK_IDS = "() => JSON.stringify(DP.decodeIds(new URLSearchParams(location.search).get('t') || ''))"
+ZOOM = "DPBlocks.state.zoom"
+
+
+def test_probability_blocks_zoom_by_click_keys_and_tap_and_open_as_the_text(tab, browser, server):
+    for n in range(1, 3):
+        tab.click(".dp-step")
+        tab.wait_steps(n)
+    tab.click(".dp-blocks-box > summary")
+    tab.type_into(".dp-blocks-threshold", "0.001")
+    tab.click(".dp-blocks-go")
+    tab.wait("() => DPBlocks.state.B !== null && DPBlocks.state.B.nodes.length > 4")
+    B = tab.page.evaluate("() => DPBlocks.state.B")
+    view_h = tab.box(".dp-blocks-view")["height"]
+    # The root's children split its height by their probability, most likely on top.
+    first = B["nodes"][0]["children"][0]
+    assert tab.box(f".dp-block[data-node='{first}']")["height"] == pytest.approx(
+        view_h * B["nodes"][first]["p"], abs=3)
+
+    # A click zooms in: the block fills the height, its futures take the columns after it.
+    tab.click(f".dp-block[data-node='{first}']")
+    tab.wait(f"() => {ZOOM} === {first}")
+    assert tab.box(f".dp-block[data-node='{first}']")["height"] == pytest.approx(view_h, abs=3)
+    # Keys alone: → its most likely child, Enter zooms there, Esc back out, and again.
+    child = B["nodes"][first]["children"][0]
+    tab.page.keyboard.press("ArrowRight")
+    tab.wait(f"() => document.activeElement.dataset.node === '{child}'")
+    tab.page.keyboard.press("Enter")
+    tab.wait(f"() => {ZOOM} === {child}")
+    tab.page.keyboard.press("Escape")
+    tab.wait(f"() => {ZOOM} === {first}")
+    tab.page.keyboard.press("ArrowRight")
+    tab.page.keyboard.press("Enter")
+    tab.wait(f"() => {ZOOM} === {child}")
+    assert tab.token_count() == 2  # the arrows moved among the blocks, not Step or Undo
+    # Open as text: the zoomed block's path follows the text.
+    tab.click(".dp-blocks-open")
+    tab.wait_steps(4)
+    expected = B["base"] + B["nodes"][child]["path"]
+    tab.wait(LINK_IDS + " === " + repr(json.dumps(expected, separators=(",", ":"))))
+
+    # On a phone: tap Expand, tap a block to zoom in, tap the zoomed block to zoom out.
+    phone = Tab(browser, server, phone=True)
+    try:
+        phone.tap(".dp-step")
+        phone.wait_steps(1)
+        phone.tap(".dp-blocks-box > summary")
+        phone.tap(".dp-blocks-go")
+        phone.wait("() => DPBlocks.state.B !== null && DPBlocks.state.B.nodes.length > 1")
+        top = phone.page.evaluate("() => DPBlocks.state.B.nodes[0].children[0]")
+        phone.tap(f".dp-block[data-node='{top}']")
+        phone.wait(f"() => {ZOOM} === {top}")
+        phone.tap(f".dp-block[data-node='{top}']")
+        phone.wait(f"() => {ZOOM} === 0")
         assert not phone.errors
     finally:
         phone.close()

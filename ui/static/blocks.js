@@ -23,7 +23,9 @@
   const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
   const pct = (x) => (x >= 0.995 ? (100 * x).toFixed(0) : x >= 0.1 ? (100 * x).toFixed(0) : x >= 0.01 ? (100 * x).toFixed(1)
     : (100 * x).toPrecision(2)) + "%";
-  const LABEL_PX = 16, TWO_LINES_PX = 34, MIN_COLUMN_PX = 76;
+  // The zoomed block's column is narrower than the others (FIRST_COLUMN of one): its futures
+  // need the room more.
+  const LABEL_PX = 16, TWO_LINES_PX = 34, MIN_COLUMN_PX = 76, FIRST_COLUMN = 0.6;
 
   // box: the panel's body; limits: the server's (ui/actions.py Limits, with block_defaults);
   // hooks.expand(options) and hooks.open(ids) send the actions.
@@ -94,13 +96,13 @@
         " (model's own " + pct(n.raw_p) + ")" + (n.ends ? ", ends the text" : "") +
         (n.id === st.zoom ? ", zoomed in: Enter zooms out" : n.children.length ? ", " + n.children.length + " futures" : "");
     }
-    function block(n, col, y, h, colW) {
+    function block(n, col, y, h, cw) {
       const b = document.createElement("button");
       b.type = "button";
       b.className = "dp-block" + (n.id === st.zoom ? " dp-block-zoomed" : "") + (n.ends ? " dp-block-ends" : "");
       b.dataset.node = n.id;
       b.tabIndex = n.id === st.focus ? 0 : -1;
-      b.style.cssText = "left:" + (col * colW) + "px;top:" + y.toFixed(2) + "px;width:" + (colW - 2) + "px;height:" +
+      b.style.cssText = "left:" + cw.left(col) + "px;top:" + y.toFixed(2) + "px;width:" + (cw.width(col) - 2) + "px;height:" +
         Math.max(1, h - 1).toFixed(2) + "px;background:" + (n.id === 0 ? "#e5e7eb" : global.DPText.colour(n.p));
       b.setAttribute("aria-label", aria(n));
       b.title = aria(n);
@@ -122,11 +124,13 @@
       const B = st.B, Z = B.nodes[st.zoom];
       canvas.textContent = "";
       const cols = subtreeDepth(st.zoom) - Z.depth + 1;
-      const colW = Math.max(MIN_COLUMN_PX, Math.floor(view.clientWidth / Math.max(cols, 1)));
+      const colW = Math.max(MIN_COLUMN_PX, Math.floor(view.clientWidth / (cols - 1 + FIRST_COLUMN)));
+      const firstW = Math.floor(FIRST_COLUMN * colW);
+      const cw = { left: (col) => (col === 0 ? 0 : firstW + (col - 1) * colW), width: (col) => (col === 0 ? firstW : colW) };
       const H = view.clientHeight;
-      canvas.style.width = cols * colW + "px";
+      canvas.style.width = cw.left(cols) + "px";
       canvas.style.height = H + "px";
-      block(Z, 0, 0, H, colW);
+      block(Z, 0, 0, H, cw);
       // Children split their parent's height by their probability after it (path_p / parent's).
       const work = [[Z, 0, H]];
       while (work.length) {
@@ -135,7 +139,7 @@
         let y = y0;
         for (const c of n.children) {
           const ch = h * B.nodes[c].p;
-          block(B.nodes[c], col, y, ch, colW);
+          block(B.nodes[c], col, y, ch, cw);
           work.push([B.nodes[c], y, ch]);
           y += ch;
         }
@@ -143,7 +147,7 @@
           const oh = h * n.other / n.path_p;
           const o = document.createElement("div");
           o.className = "dp-block-other";
-          o.style.cssText = "left:" + (col * colW) + "px;top:" + y.toFixed(2) + "px;width:" + (colW - 2) + "px;height:" +
+          o.style.cssText = "left:" + cw.left(col) + "px;top:" + y.toFixed(2) + "px;width:" + (cw.width(col) - 2) + "px;height:" +
             Math.max(1, oh - 1).toFixed(2) + "px";
           o.title = "other tokens: " + pct(n.other / n.path_p) + " after " + words(n);
           if (oh >= LABEL_PX) o.textContent = "other " + pct(n.other / n.path_p);
