@@ -25,6 +25,8 @@ LENS_TOP_N = Limits().lens_top_n
 SAMPLE_DRAWS, CONTINUATIONS, CONTINUATION_TOKENS = (Limits().sample_draws, Limits().continuations,
                                                     Limits().continuation_tokens)
 BEAMS, BEAM_TOKENS = Limits().beams, Limits().beam_tokens
+BLOCK_DEPTH, BLOCK_CHILDREN, BLOCK_NODES, BLOCK_THRESHOLD = (Limits().block_depth, Limits().block_children,
+                                                             Limits().block_nodes, Limits().block_threshold)
 MAX_MESSAGE = 2_000_000  # an error message may quote the bad value, but stays bounded
 
 
@@ -188,6 +190,18 @@ def check(server, name: str, reply: Reply, args) -> None:
                    for step in d["steps"] for c in step["candidates"]), where
     elif name == "beam_open":
         assert 0 <= d["steps"] <= SESSION_TOKENS and isinstance(d["text"], str), where
+    elif name == "blocks":
+        o, nodes = d["settings"], d["nodes"]
+        assert 1 <= o["depth"] <= BLOCK_DEPTH and 1 <= o["top"] <= BLOCK_CHILDREN, where
+        assert 1 <= len(nodes) <= o["nodes"] + 1 <= BLOCK_NODES + 1 and nodes[0]["path_p"] == 1.0, where
+        for n in nodes[1:]:
+            assert 0 <= n["token"] < server.vocab and 1 <= n["depth"] <= o["depth"], where
+            assert o["threshold"] <= n["path_p"] <= nodes[n["parent"]]["path_p"] and 0.0 < n["p"] <= 1.0, where
+            assert n["path"] == nodes[n["parent"]]["path"] + [n["token"]], where
+        for n in nodes:  # an expanded block: its children and the rest are its whole probability
+            if n["other"] is not None:
+                kids = sum(nodes[c]["path_p"] for c in n["children"])
+                assert len(n["children"]) <= o["top"] and abs(kids + n["other"] - n["path_p"]) < 1e-9, where
     elif name == "compare_models":
         assert d["mode"] in ("tokens", "chars"), where
         if d["mode"] == "tokens":
@@ -301,6 +315,19 @@ def draw_args(data, name: str, server) -> tuple:
     if name == "beam_open":
         rank = st.one_of(st.integers(0, 5), st.integers(-3, 40), scalars, junk)
         return data.draw(rank, "rank"), data.draw(hostile_settings, "settings")
+    if name == "blocks":
+        options = st.one_of(
+            st.fixed_dictionaries({}, optional={
+                "depth": st.integers(1, 4), "top": st.integers(1, 5), "threshold": st.floats(BLOCK_THRESHOLD, 0.5),
+                "nodes": st.integers(1, 60)}),
+            st.fixed_dictionaries({}, optional={
+                "depth": st.sampled_from([0, BLOCK_DEPTH, BLOCK_DEPTH + 1]) | scalars,
+                "top": st.sampled_from([0, BLOCK_CHILDREN, BLOCK_CHILDREN + 1]) | scalars,
+                "threshold": st.sampled_from([0.0, BLOCK_THRESHOLD / 2, 1.0, 1.5]) | scalars,
+                "nodes": st.sampled_from([0, BLOCK_NODES, BLOCK_NODES + 1]) | scalars}),
+            st.dictionaries(st.sampled_from(["depth", "top", "threshold", "nodes", "deep", ""]), scalars, max_size=3),
+            junk)
+        return data.draw(options, "options"), data.draw(hostile_settings, "settings")
     if name == "goto":
         return (data.draw(st.one_of(st.integers(0, 8), st.integers(-5, 10**6), scalars, junk), "node"),)
     if name == "load_tree":

@@ -42,10 +42,11 @@ from ui.api import API
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "2000"))
 # How the generated inputs are spread over the endpoints (fractions of EXAMPLES).
-SHARE = {"reset": 0.12, "distribution": 0.13, "step": 0.13, "pick": 0.12, "generate": 0.10,
+SHARE = {"reset": 0.12, "distribution": 0.12, "step": 0.12, "pick": 0.12, "generate": 0.10,
          "score": 0.06, "lens": 0.05, "sequence": 0.14,  # a sequence example sends 3 calls, so ~2,000 in all
          "sample": 0.02, "continuations": 0.01, "open_continuation": 0.01,  # many futures
-         "beam": 0.03, "beam_open": 0.01, "goto": 0.02, "load_tree": 0.02, "compare_models": 0.03}
+         "beam": 0.03, "beam_open": 0.01, "goto": 0.02, "load_tree": 0.02, "compare_models": 0.03,
+         "blocks": 0.02}
 
 
 def examples(name: str) -> settings:
@@ -234,8 +235,16 @@ def test_compare_models_survives_generated_hostile_input(server, data):
     run(server, "compare_models", *draw_args(data, "compare_models", server))
 
 
+@pytest.mark.fuzz
+@given(data=st.data())
+@examples("blocks")
+def test_blocks_survive_generated_hostile_input(server, data):
+    Fuzz.tests_run.add("blocks")
+    run(server, "blocks", *draw_args(data, "blocks", server))
+
+
 CALLS = st.sampled_from(["reset", "distribution", "step", "pick", "undo", "generate", "export",
-                         "score", "lens", "beam", "beam_open", "tree", "goto", "compare_models"])
+                         "score", "lens", "beam", "beam_open", "tree", "goto", "compare_models", "blocks"])
 
 
 @pytest.mark.fuzz
@@ -258,6 +267,7 @@ def test_calls_in_any_order_from_a_fresh_session_get_clear_answers(server, data)
                     "beam": lambda: (data.draw(st.integers(1, 4)), {"num_beams": data.draw(st.integers(1, 4))}),
                     "beam_open": lambda: (data.draw(st.integers(0, 3)), {}),
                     "goto": lambda: (data.draw(st.integers(0, 3)),),
+                    "blocks": lambda: ({"depth": data.draw(st.integers(1, 3))}, data.draw(plausible_settings)),
                     "compare_models": lambda: (server.model, server.model,
                                                data.draw(st.sampled_from(["", "To be, or not"])), "auto"),
                     "undo": tuple, "export": tuple, "tree": tuple}[name]()
@@ -273,7 +283,7 @@ def test_calls_before_reset_name_what_to_do_and_undo_on_empty_history_is_a_no_op
     try:
         for name, args in [("step", ({},)), ("pick", (1, {})), ("undo", ()), ("generate", (2, {})),
                            ("export", ()), ("distribution", ({}, 5)), ("lens", (5,)), ("tree", ()),
-                           ("goto", (0,)), ("load_tree", ({},))]:
+                           ("goto", (0,)), ("load_tree", ({},)), ("blocks", ({}, {}))]:
             reply = fresh.call(name, *args)
             assert not reply.ok and "No model is loaded" in reply.error, (name, reply)
         scored = fresh.call("score", "To be, or not")  # scoring needs no session: the default model
