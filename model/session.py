@@ -137,7 +137,8 @@ def _storage_bytes(tensors, seen: set[int]) -> int:
 
 class DecodingSession:
     def __init__(self, gpt, tokenizer, seed: int = 0, max_prompt_chars: int = 1_000_000,
-                 batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES, branch_bytes: int = BRANCH_BYTES):
+                 batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES, branch_bytes: int = BRANCH_BYTES,
+                 prompt: str = ""):
         if batcher is not None and batcher.gpt is not gpt:
             raise ValueError("the batcher serves another model; give each loaded model its own "
                              "Batcher(gpt) and pass it to that model's sessions")
@@ -155,7 +156,7 @@ class DecodingSession:
         self.seed = check_seed(seed)
         self._measured_settings = (None, 0)  # the last settings a record held, and their bytes
         self.notice = ""
-        self.reset("")
+        self.reset(prompt)  # one prefill: a server starting a visitor's session passes the prompt here
 
     # ---- state ----
     @property

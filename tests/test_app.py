@@ -127,6 +127,23 @@ def test_a_model_that_fails_to_load_is_a_message_not_a_crash(tmp_path):
     assert "does not exist" in payloads[-1]["notice"]["text"] and payloads[-1]["loading"] == ""
 
 
+def test_starting_a_session_runs_the_model_once_and_a_refused_prompt_keeps_the_old_one(registry):
+    actions = Actions(registry)
+    gpt = registry.get(registry.default).gpt
+    forwards = []
+    real = gpt.forward
+    gpt.forward = lambda *a, **k: forwards.append(a[0].shape) or real(*a, **k)
+    try:
+        user = actions.start(None, None, "To be, or not to be", 3)
+    finally:
+        del gpt.forward  # the class's own again
+    assert len(forwards) == 1 and forwards[0][1] == len(user.session.ids)  # the prompt, once
+    before = user.session
+    with pytest.raises(ValueError, match="not valid Unicode"):
+        actions.start(user, None, "bad \ud800 prompt", 3)
+    assert user.session is before and user.prompt == "To be, or not to be"
+
+
 def test_switching_models_resets_and_shows_the_chat_switch(registry, ckpt, tmp_path):
     chat_ckpt = str(make_tiny_checkpoint(tmp_path / "chat", chat=True))
     page = Page(ModelRegistry([ckpt, chat_ckpt]))

@@ -125,14 +125,20 @@ class UserState:
 
     def new_session(self, loaded: LoadedModel, prompt: str, seed: int, chat: bool,
                     max_prompt_chars: int) -> str:
-        """Start a fresh decoding session; returns the session's notice."""
+        """Start a fresh decoding session on `prompt`; returns the session's notice."""
+        chat = chat and loaded.chat
+        text = apply_chat_template(loaded.tokenizer, prompt) if chat else prompt
+        # The prompt goes to the constructor: a session built empty and then reset would run
+        # the model twice (a room's resets were a sixth of a loaded server's time). A prompt it
+        # refuses leaves this user as it was.
         self.session = DecodingSession(loaded.gpt, loaded.tokenizer, seed=seed,
-                                       max_prompt_chars=max_prompt_chars,
+                                       max_prompt_chars=max_prompt_chars, prompt=text,
                                        **({"batcher": loaded.batcher} if loaded.batcher else {}))
+        self.prompt, self.chat = prompt, chat
         if self.model != loaded.name:
             self.labels_sent = ""
         self.model, self.evicted = loaded.name, False
-        return self.reset(prompt, chat and loaded.chat, seed)
+        return self.session.notice
 
     def reset(self, prompt: str, chat: bool, seed: int | None = None) -> str:
         self.prompt, self.chat = prompt, chat
