@@ -29,6 +29,12 @@ ends the text (end of text, end of turn) is not expanded either.
 Each expanded node's `other` is the path probability of every token it did not show, so
 that its children's path probabilities and `other` add up to its own.
 
+From a block. `prefix` (a block's path) starts the expansion after the text and those tokens:
+node 0 is then that block, with its own probabilities, and the threshold is on a path's
+probability from it (relative to its own), so that zooming into a block and expanding there
+shows its futures at the same threshold. Path probabilities and depths still count from the
+text. The prefix runs through the model one token at a time, a row of its own.
+
 Memory. Rows do not copy the session's KV cache: each holds only its path's few positions
 and reads the text's keys and values from the session's cache (SharedPrefixCache).
 """
@@ -63,6 +69,7 @@ class BlockNode:
 @dataclass
 class Blocks:
     nodes: list[BlockNode]
+    prefix: list[int]  # the path of node 0 (empty: node 0 is the text)
     depth: int
     top: int
     threshold: float
@@ -76,7 +83,7 @@ class Blocks:
         while node > 0:
             tokens.append(self.nodes[node].token)
             node = self.nodes[node].parent
-        return tokens[::-1]
+        return self.prefix + tokens[::-1]
 
 
 class SharedPrefixCache(KVCache):
@@ -129,15 +136,29 @@ class _Row:
 
 @torch.inference_mode()
 def expand(session, settings, depth: int, top: int, threshold: float, max_nodes: int,
-           stop_tokens: set[int] | None = None) -> Blocks:
-    """The blocks of the session's current state (nothing in the session changes). Call with
-    the session's lock held; the context must have room for depth - 1 more positions."""
+           stop_tokens: set[int] | None = None, prefix: list[int] = ()) -> Blocks:
+    """The blocks of the session's current state, or of the block `prefix` leads to (nothing
+    in the session changes). Call with the session's lock held; the context must have room
+    for len(prefix) + depth - 1 more positions."""
     gpt, seed, vocab = session.gpt, session.seed, session.tokenizer
-    stops = set(stop_tokens or ())
-    root = BlockNode(0, -1, -1, 1.0, 1.0, 1.0, 0)
-    nodes = [root]
-    frontier = [_Row(0, session.logits, list(session.ids), session.mirostat_mu, session.cache)]
-    budget_hit, forwards = False, 0
+    stops, prefix, room = set(stop_tokens or ()), list(prefix), len(prefix) + depth
+    row = _Row(0, session.logits, list(session.ids), session.mirostat_mu, session.cache)
+    root, forwards = BlockNode(0, -1, -1, 1.0, 1.0, 1.0, 0), 0
+    for i, token in enumerate(prefix):  # to the block the expansion starts at
+        pipe = run_pipeline(row.logits, settings, row.context, seed=seed, vocab=vocab, mu=row.mu)
+        p = float(pipe.probs[token])
+        if p <= 0 or token in stops:
+            why = "ends the text" if p > 0 else "has probability 0 under these settings"
+            raise ValueError(f"token {token} at place {i + 1} of the block's path {why}: there is "
+                             "nothing to expand after it; expand from the text instead")
+        root = BlockNode(0, -1, token, p, float(pipe.raw_view.probs()[token]), root.path_p * p, i + 1)
+        cache = _fork(row.cache, session.cache, room)
+        logits = gpt.decode_step([token], [cache])[0].float()  # (V,)
+        forwards += 1
+        row = _Row(0, logits, row.context + [token], pipe.mu_after(token, settings), cache)
+    nodes, frontier = [root], [row]
+    floor = threshold * root.path_p  # the threshold on a path from the root, as a path from the text
+    budget_hit = False
     for level in range(1, depth + 1):
         # Every frontier node's most likely tokens that pass the threshold ...
         offers = []  # (path_p, parent row, token, p, raw_p, μ after)
@@ -146,7 +167,7 @@ def expand(session, settings, depth: int, top: int, threshold: float, max_nodes:
             parent = nodes[row.node]
             raw = pipe.raw_view.probs()
             for token, p in top_candidates(pipe.final, top):
-                if parent.path_p * p >= threshold:
+                if parent.path_p * p >= floor:
                     offers.append((parent.path_p * p, row, token, p, float(raw[token]), pipe.mu_after(token, settings)))
         # ... and the most probable of them across the level take what the budget leaves.
         offers.sort(key=lambda o: -o[0])  # stable: a parent's children stay in their order
@@ -155,7 +176,8 @@ def expand(session, settings, depth: int, top: int, threshold: float, max_nodes:
         new_rows = []
         for path_p, row, token, p, raw_p, mu in offers[:left]:
             parent = nodes[row.node]
-            child = BlockNode(len(nodes), parent.id, token, p, raw_p, path_p, level, ends=token in stops)
+            child = BlockNode(len(nodes), parent.id, token, p, raw_p, path_p, root.depth + level,
+                              ends=token in stops)
             nodes.append(child)
             parent.children.append(child.id)
             if level < depth and not child.ends:
@@ -166,21 +188,23 @@ def expand(session, settings, depth: int, top: int, threshold: float, max_nodes:
         if not new_rows:
             break
         # The new level through the model: one batched forward, a row per node.
-        caches = [_fork(row.cache, session.cache, depth) for _, row, _ in new_rows]
+        caches = [_fork(row.cache, session.cache, room) for _, row, _ in new_rows]
         out = gpt.decode_step([child.token for child, _, _ in new_rows], caches)  # (B, V)
         forwards += 1
         frontier = [_Row(child.id, out[b].float(), row.context + [child.token], mu, caches[b])
                      for b, (child, row, mu) in enumerate(new_rows)]
-    return Blocks(nodes, depth, top, threshold, max_nodes, budget_hit, forwards)
+    return Blocks(nodes, prefix, depth, top, threshold, max_nodes, budget_hit, forwards)
 
 
-def _fork(parent: KVCache, text: KVCache, depth: int) -> SharedPrefixCache:
-    """A child's cache: the text's positions shared, its parent's own path copied."""
+def _fork(parent: KVCache, text: KVCache, room: int) -> SharedPrefixCache:
+    """A child's cache: the text's positions shared, its parent's own path copied; room for
+    `room` positions after the text."""
     if isinstance(parent, SharedPrefixCache):
         return parent.copy()
-    return SharedPrefixCache(text, depth)
+    return SharedPrefixCache(text, room)
 
 
 def room(session) -> int:
-    """How many positions the context has left after the text (a depth of d needs d - 1)."""
+    """How many positions the context has left after the text (a depth of d from a path of
+    n tokens needs n + d - 1)."""
     return session.block_size - session.cache.pos

@@ -25,8 +25,8 @@ LENS_TOP_N = Limits().lens_top_n
 SAMPLE_DRAWS, CONTINUATIONS, CONTINUATION_TOKENS = (Limits().sample_draws, Limits().continuations,
                                                     Limits().continuation_tokens)
 BEAMS, BEAM_TOKENS = Limits().beams, Limits().beam_tokens
-BLOCK_DEPTH, BLOCK_CHILDREN, BLOCK_NODES, BLOCK_THRESHOLD = (Limits().block_depth, Limits().block_children,
-                                                             Limits().block_nodes, Limits().block_threshold)
+BLOCK_DEPTH, BLOCK_CHILDREN, BLOCK_NODES, BLOCK_THRESHOLD, BLOCK_PATH = (
+    Limits().block_depth, Limits().block_children, Limits().block_nodes, Limits().block_threshold, Limits().block_path)
 MAX_MESSAGE = 2_000_000  # an error message may quote the bad value, but stays bounded
 
 
@@ -193,10 +193,13 @@ def check(server, name: str, reply: Reply, args) -> None:
     elif name == "blocks":
         o, nodes = d["settings"], d["nodes"]
         assert 1 <= o["depth"] <= BLOCK_DEPTH and 1 <= o["top"] <= BLOCK_CHILDREN, where
-        assert 1 <= len(nodes) <= o["nodes"] + 1 <= BLOCK_NODES + 1 and nodes[0]["path_p"] == 1.0, where
-        for n in nodes[1:]:
-            assert 0 <= n["token"] < server.vocab and 1 <= n["depth"] <= o["depth"], where
-            assert o["threshold"] <= n["path_p"] <= nodes[n["parent"]]["path_p"] and 0.0 < n["p"] <= 1.0, where
+        root = nodes[0]
+        assert 1 <= len(nodes) <= o["nodes"] + 1 <= BLOCK_NODES + 1 and root["path"] == o["from"], where
+        assert 0.0 < root["path_p"] <= 1.0 and (o["from"] or root["path_p"] == 1.0), where
+        for n in nodes[1:]:  # the threshold counts from the block expanded from
+            assert 0 <= n["token"] < server.vocab and 1 <= n["depth"] - root["depth"] <= o["depth"], where
+            assert o["threshold"] * root["path_p"] * (1 - 1e-12) <= n["path_p"] <= nodes[n["parent"]]["path_p"], where
+            assert 0.0 < n["p"] <= 1.0, where
             assert n["path"] == nodes[n["parent"]]["path"] + [n["token"]], where
         for n in nodes:  # an expanded block: its children and the rest are its whole probability
             if n["other"] is not None:
@@ -319,13 +322,16 @@ def draw_args(data, name: str, server) -> tuple:
         options = st.one_of(
             st.fixed_dictionaries({}, optional={
                 "depth": st.integers(1, 4), "top": st.integers(1, 5), "threshold": st.floats(BLOCK_THRESHOLD, 0.5),
-                "nodes": st.integers(1, 60)}),
+                "nodes": st.integers(1, 60), "from": st.lists(st.integers(0, server.vocab - 1), max_size=3)}),
             st.fixed_dictionaries({}, optional={
                 "depth": st.sampled_from([0, BLOCK_DEPTH, BLOCK_DEPTH + 1]) | scalars,
                 "top": st.sampled_from([0, BLOCK_CHILDREN, BLOCK_CHILDREN + 1]) | scalars,
                 "threshold": st.sampled_from([0.0, BLOCK_THRESHOLD / 2, 1.0, 1.5]) | scalars,
-                "nodes": st.sampled_from([0, BLOCK_NODES, BLOCK_NODES + 1]) | scalars}),
-            st.dictionaries(st.sampled_from(["depth", "top", "threshold", "nodes", "deep", ""]), scalars, max_size=3),
+                "nodes": st.sampled_from([0, BLOCK_NODES, BLOCK_NODES + 1]) | scalars,
+                "from": st.lists(st.integers(-2, server.vocab + 2) | scalars, max_size=3)
+                | st.lists(st.integers(0, 3), min_size=BLOCK_PATH + 1, max_size=BLOCK_PATH + 1) | junk}),
+            st.dictionaries(st.sampled_from(["depth", "top", "threshold", "nodes", "from", "deep", ""]), scalars,
+                            max_size=3),
             junk)
         return data.draw(options, "options"), data.draw(hostile_settings, "settings")
     if name == "goto":

@@ -145,7 +145,7 @@ def test_page_blocks_and_opening_one_makes_its_path_the_text(page_registry):
     settings = {"temperature": 0.1}  # the random model is nearly flat: sharpen it
     page.send("step", settings=settings)
     B = page.send("blocks", options={"depth": 3, "top": 3, "threshold": 0.0001}, settings=settings)["blocks"]
-    assert B["settings"] == {"depth": 3, "top": 3, "threshold": 0.0001, "nodes": 200}
+    assert B["settings"] == {"depth": 3, "top": 3, "threshold": 0.0001, "nodes": 200, "from": []}
     deepest = max(B["nodes"], key=lambda n: (n["depth"], n["path_p"]))
     assert deepest["depth"] == 3 and len(deepest["path"]) == 3 and B["base"] == [page.session.history[0].token]
     assert all(n["label"] for n in B["nodes"][1:])
@@ -167,6 +167,9 @@ def test_block_limits_are_enforced_with_messages_that_name_the_value(page_regist
                              ({"threshold": 1e-5}, "threshold must be a number from 0.0001 to 1.*1e-05"),
                              ({"depth": float("nan")}, "depth must be a whole number"),
                              ({"deep": 3}, "unknown block option 'deep'"),
+                             ({"from": "abc"}, "from must be a block's path, a list of at most 60 token ids"),
+                             ({"from": [1] * 61}, "at most 60 token ids.*open the block as text"),
+                             ({"from": [-1]}, "token id must be a whole number from 0 to"),
                              ([3], "block options must be a JSON object")]:
         with pytest.raises(gr.Error, match=message):
             api.blocks(user, options, {})
@@ -177,3 +180,29 @@ def test_block_limits_are_enforced_with_messages_that_name_the_value(page_regist
         small.blocks(user2, {"depth": 6}, {})
     out = api.blocks(user, {"depth": 2, "top": 2, "threshold": 0.5}, {"temperature": 0})
     assert [n["depth"] for n in out["nodes"]] == [0, 1, 2] and out["nodes"][2]["path_p"] == 1.0
+
+
+def test_expanding_from_a_block_is_expanding_after_stepping_its_path(bpe_tokenizer):
+    settings = SamplingSettings(temperature=0.3, repetition_penalty=1.2)
+    s = _session(bpe_tokenizer, llama_config)
+    first = expand(s, settings, depth=2, top=3, threshold=1e-3, max_nodes=100)
+    block = first.nodes[first.nodes[0].children[1]]
+    prefix = first.path(block.id)
+    deeper = expand(s, settings, depth=2, top=3, threshold=0.01, max_nodes=100, prefix=prefix)
+    root = deeper.nodes[0]
+    assert (root.token, root.depth) == (block.token, 1)
+    assert root.path_p == pytest.approx(block.path_p, rel=1e-6) and root.p == pytest.approx(block.p, rel=1e-6)
+    # The same as expanding after stepping the path, path probabilities scaled by the block's.
+    with s.lock:
+        here = s.node
+        for t in prefix:
+            s.pick(t, settings)
+        after = expand(s, settings, depth=2, top=3, threshold=0.01, max_nodes=100)
+        s.goto(here)
+    assert [deeper.path(n.id)[len(prefix):] for n in deeper.nodes] == [after.path(n.id) for n in after.nodes]
+    assert len(after.nodes) > 3 and [n.depth - 1 for n in deeper.nodes] == [n.depth for n in after.nodes]
+    assert [n.path_p for n in deeper.nodes[1:]] == pytest.approx(
+        [root.path_p * n.path_p for n in after.nodes[1:]], rel=1e-5)
+    # A path the settings rule out, or that ends the text, has nothing after it.
+    with pytest.raises(ValueError, match="place 1 of the block's path ends the text"):
+        expand(s, settings, 2, 3, 0.01, 100, stop_tokens={prefix[0]}, prefix=prefix)

@@ -1,7 +1,7 @@
 """Many futures in Chromium, by real gestures: Sample N× draws over the bars (mouse), the entropy
 strip and its tokens point at each other (mouse, keyboard, touch), a continuation opens
 as the text (click on a laptop, tap on a phone), and probability blocks zoom in and out
-(click, keys, tap) and open as the text."""
+(click, keys, tap), expand from a block and open as the text."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ LINK_IDS = "() => JSON.stringify(DP.decodeIds(new URLSearchParams(location.searc
 ZOOM = "DPBlocks.state.zoom"
 
 
-def test_probability_blocks_zoom_by_click_keys_and_tap_and_open_as_the_text(tab, browser, server):
+def test_probability_blocks_zoom_by_click_keys_and_tap_expand_from_a_block_and_open_as_text(tab, browser, server):
     for n in range(1, 3):
         tab.click(".dp-step")
         tab.wait_steps(n)
@@ -119,6 +119,9 @@ def test_probability_blocks_zoom_by_click_keys_and_tap_and_open_as_the_text(tab,
     tab.page.keyboard.press("Enter")
     tab.wait(f"() => {ZOOM} === {child}")
     assert tab.token_count() == 2  # the arrows moved among the blocks, not Step or Undo
+    # Expand from here: the zoomed block's own futures, three levels below it.
+    tab.click(".dp-blocks-here")
+    tab.wait(f"() => {ZOOM} === {child} && DPBlocks.state.B.nodes.some(n => !n.gone && n.depth === 5)")
     # Open as text: the zoomed block's path follows the text.
     tab.click(".dp-blocks-open")
     tab.wait_steps(4)

@@ -67,6 +67,7 @@ class Limits:
     block_children: int = 10
     block_nodes: int = 500
     block_threshold: float = 1e-4
+    block_path: int = 60  # tokens of a block's path to expand from (each a one-row forward)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -167,7 +168,8 @@ def beam_options(value, limits: Limits) -> dict:
             "early_stopping": early}
 
 
-BLOCK_DEFAULTS = dict(block_futures.DEFAULTS)
+# "from": the path of a block to expand from (empty: the text itself).
+BLOCK_DEFAULTS = dict(block_futures.DEFAULTS) | {"from": []}
 
 
 def block_options(value, limits: Limits) -> dict:
@@ -182,7 +184,13 @@ def block_options(value, limits: Limits) -> dict:
     if unknown:
         raise UserError(f"unknown block option {unknown[0][:80]!r}: the options are {', '.join(BLOCK_DEFAULTS)}")
     v = BLOCK_DEFAULTS | value
-    return {"depth": check_integer("depth", v["depth"], 1, limits.block_depth, " (levels of blocks)"),
+    path = v["from"]
+    if not isinstance(path, list) or len(path) > limits.block_path:
+        raise UserError(f"from must be a block's path, a list of at most {limits.block_path} token ids, but is "
+                        f"{type(path).__name__} {path!r:.80}; to go further, open the block as text and "
+                        "expand from there")
+    return {"from": path,
+            "depth": check_integer("depth", v["depth"], 1, limits.block_depth, " (levels of blocks)"),
             "top": check_integer("top", v["top"], 1, limits.block_children, " (children per block)"),
             "threshold": check_number("threshold", v["threshold"], limits.block_threshold, 1.0),
             "nodes": check_integer("nodes", v["nodes"], 1, limits.block_nodes, " (blocks per expansion)")}
@@ -510,20 +518,26 @@ class Actions:
     # ---- probability blocks ----
 
     def blocks(self, user, options, settings: SamplingSettings, keep=None):
-        """The likely futures of the text as it is, breadth-first (model/blocks.py): each
-        block's probability is the final distribution's under `settings`, as Step draws.
+        """The likely futures of the text as it is, or of the block whose path is options'
+        "from", breadth-first (model/blocks.py): each block's probability is the final
+        distribution's under `settings`, as Step draws.
         Nothing is committed; a block opens with open_path(generated + its path). Returns
         (the expansion, the options, the generated tokens it continues)."""
         s = self.session(user)
         opts = block_options(options, self.limits)
+        opts["from"] = [check_integer("token id", t, 0, s.vocab_size - 1, " (of the block's path)")
+                        for t in opts["from"]]
         self.interrupt(user, keep)
         with s.lock:
-            room = block_futures.room(s)
+            room = block_futures.room(s) - len(opts["from"])
+            if room < 0:
+                raise UserError(f"The block's path holds {len(opts['from'])} tokens; the model's context has "
+                                f"room for {room + len(opts['from'])} more here. Expand from the text instead.")
             if opts["depth"] - 1 > room:
                 raise UserError(f"The model's context has room for {room} more tokens here: ask for a "
                                 f"depth of at most {room + 1}, not {opts['depth']} (or Undo some).")
             result = self._refused(block_futures.expand, s, settings, opts["depth"], opts["top"],
-                                   opts["threshold"], opts["nodes"], user.stop_tokens())
+                                   opts["threshold"], opts["nodes"], user.stop_tokens(), opts["from"])
             base = [r.token for r in s.history]
         self._touch(user)
         return result, opts, base

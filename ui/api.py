@@ -213,7 +213,8 @@ class API:
 
     def blocks(self, user, options, settings):
         """The likely futures of the text, breadth-first (ui/blocks_view.py); options {"depth",
-        "top", "threshold", "nodes"}. A block opens with open_continuation(base + its path)."""
+        "top", "threshold", "nodes", "from"} ("from": a block's path, to expand below it). A
+        block opens with open_continuation(base + its path)."""
         try:
             result, opts, base = self.actions.blocks(user, options, settings_from(settings))
             return blocks_summary(user.session, result, base, opts)

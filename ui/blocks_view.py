@@ -1,18 +1,18 @@
 """An expansion of probability blocks as plain data, the same for the page (static/blocks.js)
 and the API:
 
-    {"settings": {"depth": 3, "top": 4, "threshold": 0.01, "nodes": 200},
+    {"settings": {"depth": 3, "top": 4, "threshold": 0.01, "nodes": 200, "from": []},
      "base": [ids],                   the generated tokens the blocks continue (the text so far)
      "after": "...",                  the text's last characters, to say where the blocks start
      "budget_hit": false,             the node budget left out blocks that passed the threshold
      "forwards": 2,                   batched forwards the expansion ran
      "nodes": [{"id", "parent", "token", "label", "p", "raw_p", "path_p", "depth",
-                "children", "other", "ends", "path"}, ...]}   node 0 is the text itself
+                "children", "other", "ends", "path"}, ...]}   node 0: the text, or the block at "from"
 
 p: the token's probability under the settings after its parent; path_p: the product of p from
 the text (the block's height); other: the path probability of the tokens not shown below an
-expanded node (null where it was not expanded); path: the tokens after the text. A block opens
-as the text with /open_continuation and the ids base + path.
+expanded node (null where it was not expanded); path: the tokens after the text; depth: their
+number. A block opens as the text with /open_continuation and the ids base + path.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def blocks_summary(session, result, base: list[int], settings: dict) -> dict:
     paths: list[list[int]] = []
     nodes = []
     for n in result.nodes:  # parents come before their children
-        paths.append([] if n.parent < 0 else paths[n.parent] + [n.token])
+        paths.append(list(result.prefix) if n.parent < 0 else paths[n.parent] + [n.token])
         nodes.append({"id": n.id, "parent": n.parent, "token": n.token, "label": label(n.token),
                       "p": n.p, "raw_p": n.raw_p, "path_p": n.path_p, "depth": n.depth,
                       "children": n.children, "other": n.other, "ends": n.ends, "path": paths[-1]})

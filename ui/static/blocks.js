@@ -13,7 +13,9 @@
    the zoomed block (first column), "Out" or Esc to go back out. Keys, with the focus on a
    block: ↑ ↓ the block above or below in its column, → its most likely child, ← its parent,
    Enter or Space zooms, Home the text. "Open as text" makes the zoomed block's path the
-   session's text (the server's open_path, as a continuation opens).
+   session's text (the server's open_path, as a continuation opens). "Expand from here" asks
+   for the zoomed block's own futures, to the depth and threshold of the form (the threshold
+   then counts from the block), and they replace what was below it.
 
    An expansion is plain data (ui/blocks_view.py):
      {settings, base, after, budget_hit, forwards, nodes: [{id, parent, token, label, p, raw_p,
@@ -50,6 +52,7 @@
       '<div class="dp-blocks-out" aria-live="polite" hidden>' +
       '<div class="dp-blocks-bar"><button type="button" class="dp-btn dp-blocks-out-btn">← Out</button>' +
       '<span class="dp-blocks-crumbs"></span>' +
+      '<button type="button" class="dp-btn dp-blocks-here">Expand from here</button>' +
       '<button type="button" class="dp-btn dp-primary dp-blocks-open">Open as text</button></div>' +
       '<div class="dp-blocks-view" role="group" aria-label="blocks: arrows move, Enter zooms, Esc zooms out">' +
       '<div class="dp-blocks-canvas"></div></div>' +
@@ -63,12 +66,13 @@
         threshold: Number($(".dp-blocks-threshold").value), nodes: Number($(".dp-blocks-nodes").value),
       };
     }
-    function expand() {
+    function expand(from) {
       box.classList.add("dp-blocks-busy");
       $(".dp-blocks-out").setAttribute("aria-busy", "true");
-      hooks.expand(options());
+      hooks.expand(Object.assign(options(), { from: from || [] }));
     }
-    $(".dp-blocks-go").addEventListener("click", expand);
+    $(".dp-blocks-go").addEventListener("click", () => expand());
+    $(".dp-blocks-here").addEventListener("click", () => { if (st.B && st.zoom > 0) expand(st.B.nodes[st.zoom].path); });
     $(".dp-blocks-out-btn").addEventListener("click", () => zoomOut(true));
     $(".dp-blocks-open").addEventListener("click", () => {
       const B = st.B;
@@ -163,6 +167,7 @@
         (st.zoom ? ' <span class="dp-muted">path ' + pct(B.nodes[st.zoom].path_p) + "</span>" : "");
       $(".dp-blocks-out-btn").disabled = st.zoom === 0;
       $(".dp-blocks-open").disabled = st.zoom === 0;
+      $(".dp-blocks-here").disabled = st.zoom === 0 || B.nodes[st.zoom].ends;
     }
 
     function zoom(id, focus) {
@@ -211,18 +216,41 @@
     });
 
     function show(B) {
-      st.B = B;
-      st.zoom = 0;
-      st.focus = 0;
       idle();
-      const out = $(".dp-blocks-out");
-      out.hidden = false;
-      const shown = B.nodes.length - 1, s = B.settings;
+      const s = B.settings, from = s.from || [];
+      const at = from.length ? findPath(from, B.base) : -1;
+      if (from.length && at < 0) return; // the blocks it belongs under are gone (another text)
+      if (from.length) graft(at, B); else { st.B = B; st.zoom = 0; st.focus = 0; }
+      $(".dp-blocks-out").hidden = false;
+      const shown = B.nodes.length - 1;
       $(".dp-blocks-summary").textContent = shown + " block" + (shown === 1 ? "" : "s") + " to depth " + s.depth +
-        ", at most " + s.top + " children each, paths of p ≥ " + s.threshold + " (" + B.forwards + " batched forward" +
+        (from.length ? " below the zoomed block (paths of p ≥ " + s.threshold + " of its own)" : ", paths of p ≥ " +
+          s.threshold) + ", at most " + s.top + " children each (" + B.forwards + " forward" +
         (B.forwards === 1 ? "" : "s") + ")" + (B.budget_hit ? "; the limit of " + s.nodes + " blocks left some out" : "") +
         (shown === 0 ? ": no next token reaches the threshold. Lower it." : ".");
       draw();
+    }
+    // The block of the blocks shown whose path is `path` (after the same text), or -1.
+    function findPath(path, base) {
+      const B = st.B;
+      if (!B || JSON.stringify(B.base) !== JSON.stringify(base)) return -1;
+      const key = JSON.stringify(path);
+      const n = B.nodes.find((x) => !x.gone && x.path.length === path.length && JSON.stringify(x.path) === key);
+      return n ? n.id : -1;
+    }
+    // A block's own expansion replaces what was below it; the view stays zoomed on it.
+    function graft(at, E) {
+      const B = st.B, offset = B.nodes.length - 1;
+      const id = (i) => (i === 0 ? at : offset + i);
+      const old = B.nodes[at].children.slice();
+      while (old.length) { const n = B.nodes[old.pop()]; n.gone = true; old.push(...n.children); }
+      B.nodes[at].children = E.nodes[0].children.map(id);
+      B.nodes[at].other = E.nodes[0].other;
+      for (const n of E.nodes.slice(1)) {
+        B.nodes.push(Object.assign({}, n, { id: id(n.id), parent: id(n.parent), children: n.children.map(id) }));
+      }
+      st.zoom = at;
+      st.focus = at;
     }
     // An answer came without blocks (an error): the panel is not busy any more.
     function idle() {
