@@ -75,7 +75,7 @@ class Blocks:
     threshold: float
     max_nodes: int
     budget_hit: bool  # the node budget left out children that passed the threshold
-    forwards: int  # batched forwards run
+    forwards: int  # forwards run: a batched one per level, and one per token of the prefix
 
     def path(self, node: int) -> list[int]:
         """The tokens from the text to `node`."""

@@ -5,7 +5,7 @@ and the API:
      "base": [ids],                   the generated tokens the blocks continue (the text so far)
      "after": "...",                  the text's last characters, to say where the blocks start
      "budget_hit": false,             the node budget left out blocks that passed the threshold
-     "forwards": 2,                   batched forwards the expansion ran
+     "forwards": 2,                   forwards run: one per level (batched), one per token of "from"
      "nodes": [{"id", "parent", "token", "label", "p", "raw_p", "path_p", "depth",
                 "children", "other", "ends", "path"}, ...]}   node 0: the text, or the block at "from"
 
