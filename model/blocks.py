@@ -55,9 +55,9 @@ DEFAULTS = {"depth": 3, "top": 4, "threshold": 0.01, "nodes": 200}
 @dataclass
 class BlockNode:
     id: int
-    parent: int  # -1 for the root (the text as it is)
-    token: int  # -1 for the root
-    p: float  # the token's probability in its parent's final distribution (the root: 1)
+    parent: int  # -1 for the root (the text as it is, or the block expanded from)
+    token: int  # -1 for a root that is the text
+    p: float  # the token's probability in its parent's final distribution (the text: 1)
     raw_p: float  # ... and in the raw model's (T = 1, no filters)
     path_p: float  # the product of p from the root to here
     depth: int  # tokens after the text
@@ -121,6 +121,8 @@ class SharedPrefixCache(KVCache):
         return keys, values  # (1, n_kv, pos + T, hs)
 
     def copy(self, room: int = 0) -> "SharedPrefixCache":
+        """A child's cache: the same shared text, this row's own positions copied, and as much
+        room after the text as this one (`room` is KVCache.copy's, unused here)."""
         return SharedPrefixCache(self.prefix, self.k.size(3), own=self)
 
 
