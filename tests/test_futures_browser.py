@@ -122,11 +122,14 @@ def test_probability_blocks_zoom_by_click_keys_and_tap_expand_from_a_block_and_o
     # Expand from here: the zoomed block's own futures, three levels below it.
     tab.click(".dp-blocks-here")
     tab.wait(f"() => {ZOOM} === {child} && DPBlocks.state.B.nodes.some(n => !n.gone && n.depth === 5)")
-    # Open as text: the zoomed block's path follows the text.
+    # Open as text: the zoomed block's path follows the text, and the blocks, which start
+    # from the text as it was, say so.
+    assert tab.page.locator(".dp-blocks-stale").is_hidden()
     tab.click(".dp-blocks-open")
     tab.wait_steps(4)
     expected = B["base"] + B["nodes"][child]["path"]
     tab.wait(LINK_IDS + " === " + repr(json.dumps(expected, separators=(",", ":"))))
+    tab.wait("() => document.querySelector('.dp-blocks-stale').textContent.includes('after 2 generated tokens')")
 
     # On a phone: tap Expand, tap a block to zoom in, tap the zoomed block to zoom out.
     phone = Tab(browser, server, phone=True)

@@ -355,6 +355,7 @@
         if (D.text.mode === "full") { text.reset(D.text); st.stopping = false; }
         else if (!st.stopping && !text.append(D.text.from, D.text.tokens)) st.stopping = true; // wait for a snapshot
         stripText(D.text);
+        blocks.sync(text.ids());
         followText();
       }
       if (D.chart) {

@@ -56,7 +56,7 @@
       '<button type="button" class="dp-btn dp-primary dp-blocks-open">Open as text</button></div>' +
       '<div class="dp-blocks-view" role="group" aria-label="blocks: arrows move, Enter zooms, Esc zooms out">' +
       '<div class="dp-blocks-canvas"></div></div>' +
-      '<p class="dp-muted dp-blocks-summary"></p></div>';
+      '<p class="dp-muted dp-blocks-summary"></p><p class="dp-blocks-stale" hidden></p></div>';
     const $ = (sel) => box.querySelector(sel);
     const view = $(".dp-blocks-view"), canvas = $(".dp-blocks-canvas");
 
@@ -222,6 +222,7 @@
       if (from.length && at < 0) return; // the blocks it belongs under are gone (another text)
       if (from.length) graft(at, B); else { st.B = B; st.zoom = 0; st.focus = 0; }
       $(".dp-blocks-out").hidden = false;
+      $(".dp-blocks-stale").hidden = true;
       const shown = B.nodes.length - 1;
       $(".dp-blocks-summary").textContent = shown + " block" + (shown === 1 ? "" : "s") + " to depth " + s.depth +
         (from.length ? " below the zoomed block (paths of p ≥ " + s.threshold + " of its own)" : ", paths of p ≥ " +
@@ -263,10 +264,20 @@
       canvas.textContent = "";
       $(".dp-blocks-out").hidden = true;
     }
+    // The text now holds `ids` (its generated tokens): say so where the blocks start elsewhere.
+    function sync(ids) {
+      const B = st.B, note = $(".dp-blocks-stale");
+      const same = !B || JSON.stringify(B.base) === JSON.stringify(ids);
+      note.hidden = same;
+      if (!same) {
+        note.textContent = "These blocks start after " + B.base.length + " generated token" + (B.base.length === 1 ? "" : "s") +
+          "; the text has changed since. Open as text still opens the block's own path; Expand starts from the text as it is.";
+      }
+    }
     // The panel opened or the window changed: the columns take the new width.
     function redraw() { if (st.B && view.clientWidth) draw(); }
     box.closest("details").addEventListener("toggle", redraw);
-    return { show, idle, clear, redraw, state: st };
+    return { show, idle, clear, redraw, sync, state: st };
   }
 
   global.DPBlocks = { mount };
