@@ -205,6 +205,46 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+RELOAD_TIMEOUT_S = 10.0
+
+
+def nginx_workers(master_pid: int) -> dict[int, str]:
+    """The nginx master's children, pid -> process title ("nginx: worker process", or "nginx:
+    worker process is shutting down" once it has closed its listening socket). Read from /proc;
+    empty where there is none."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid ...; comm may hold spaces and parentheses, so split after the last ")"
+            text = stat.read_text()
+            ppid = int(text[text.rindex(")") + 2:].split()[1])
+            if ppid == master_pid:
+                title = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").strip()
+                children[int(stat.parent.name)] = title.decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue  # it exited while we read
+    return children
+
+
+def wait_for_reload(master_pid: int, before: set[int], timeout: float = RELOAD_TIMEOUT_S) -> bool:
+    """After SIGHUP, nginx starts workers with the new config and tells the old ones to stop
+    accepting. Until each old one has, a new connection may still reach it and be routed by the
+    old config. True once a new worker runs and every old one is gone or shutting down (it
+    closes its listening socket in the same step as it changes its title); True at once where
+    /proc cannot tell (not Linux)."""
+    if not Path(f"/proc/{master_pid}/stat").exists():
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = nginx_workers(master_pid)
+        started = workers.keys() - before
+        still_accepting = [pid for pid in before if pid in workers and "shutting down" not in workers[pid]]
+        if started and not still_accepting:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def supervise(cluster: Cluster, upstreams: list[str], listen: str, conf: Path) -> int:
     """Until Ctrl+C (Stop), nginx exiting, or no worker left: keep every local worker running
     (Worker.tick), and once one is given up, send its visitors to the others."""
@@ -220,7 +260,12 @@ def supervise(cluster: Cluster, upstreams: list[str], listen: str, conf: Path) -
                 say("No worker is left to serve the room: stopping the cluster.")
                 return 1
             conf.write_text(render_config(upstreams, listen, cluster.run_dir, frozenset(left_out)))
+            before = nginx_workers(cluster.nginx.pid)
             cluster.nginx.send_signal(signal.SIGHUP)  # nginx reloads its config, dropping no connection
+            if not wait_for_reload(cluster.nginx.pid, set(before)):
+                say(f"nginx (pid {cluster.nginx.pid}) has not finished reloading its config after "
+                    f"{RELOAD_TIMEOUT_S:.0f} s; the end of {cluster.run_dir / 'error.log'}:\n"
+                    f"{log_tail(cluster.run_dir / 'error.log')}")
             names = ", ".join(f"worker {i}" for i in sorted(given_up))
             say(f"{clock()} nginx now sends the visitors of {names} to the other workers; their pages "
                 f"rebuild their sessions there. {len(upstreams) - len(left_out)} of {len(upstreams)} "

@@ -370,3 +370,55 @@ def test_sigterm_stops_nginx_and_every_worker(tmp_path, checkpoint):
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"left running: {alive}"
     assert "SIGTERM: stopping" in c.log.read_text()
+
+
+def test_a_reload_counts_as_done_only_once_no_old_nginx_worker_accepts(tmp_path):
+    """SIGHUP only asks nginx to reload; until each old worker has closed its listening socket,
+    a new connection may still be routed by the old config (to a given-up worker's port). The
+    cluster announces the new routing after wait_for_reload, which must see the new worker
+    running and the old one shutting down, even while the old one still serves a request."""
+    import shutil
+    import signal
+    import subprocess
+
+    from deploy.cluster import nginx_workers, wait_for_reload
+    from testkit.server import free_port
+
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    temp = " ".join(f"{kind}_temp_path {tmp_path}/{kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf.write_text(f"daemon off; pid {tmp_path}/nginx.pid; error_log {tmp_path}/error.log warn; "
+                    f"worker_processes 1; events {{ worker_connections 64; }} "
+                    f"http {{ {temp} access_log off; server {{ listen 127.0.0.1:{port}; "
+                    f"location / {{ return 200 'config 1'; }} }} }}")
+    nginx = subprocess.Popen([shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(tmp_path),
+                              "-c", str(conf), "-e", str(tmp_path / "error.log")])
+    held = None
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/").text == "config 1":
+                    break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        else:
+            pytest.fail(f"nginx did not answer on port {port}: {(tmp_path / 'error.log').read_text()}")
+        before = nginx_workers(nginx.pid)
+        assert len(before) == 1 and "worker process" in next(iter(before.values())), before
+        held = socket.create_connection(("127.0.0.1", port))
+        held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # half a request keeps the old worker busy
+
+        conf.write_text(conf.read_text().replace("config 1", "config 2"))
+        nginx.send_signal(signal.SIGHUP)
+        assert wait_for_reload(nginx.pid, set(before))
+        after = nginx_workers(nginx.pid)
+        old = next(iter(before))
+        assert old not in after or "shutting down" in after[old], after
+        # Every new connection now meets the new config.
+        assert {httpx.get(f"http://127.0.0.1:{port}/").text for _ in range(20)} == {"config 2"}
+    finally:
+        if held is not None:
+            held.close()
+        nginx.terminate()
+        nginx.wait(timeout=30)
