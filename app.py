@@ -55,17 +55,19 @@ from ui.handlers import PageHandlers
 from ui.learn import LearnPage
 from ui.presets import DESCRIPTIONS, presets_for_page
 from ui.sessions import SessionTable
-from ui.state import ModelRegistry
+from ui.state import DEFAULT_PROMPT_CACHE_BYTES, ModelRegistry
 
 LIMITS = Limits()
 
 
 def build_demo(model_paths: list[str] | None = None, loader=None, limits: Limits = LIMITS,
-               budget_bytes: int | None = None) -> gr.Blocks:
+               budget_bytes: int | None = None, prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE_BYTES) -> gr.Blocks:
     """The playground's Blocks. model_paths: what the Model menu offers (first = default);
     loader: replaces model.loading.load_model (tests); budget_bytes: what all sessions may
-    hold together (None = no budget)."""
-    registry = ModelRegistry(model_paths or server.DEFAULT_MODELS, loader=loader)
+    hold together (None = no budget); prompt_cache_bytes: each model's cache of prefilled
+    prompts (0 = none)."""
+    registry = ModelRegistry(model_paths or server.DEFAULT_MODELS, loader=loader,
+                             prompt_cache_bytes=prompt_cache_bytes)
     sessions = SessionTable(budget_bytes)
     actions = Actions(registry, limits, sessions)
     handlers, api, learn = PageHandlers(actions), API(actions), LearnPage(actions)

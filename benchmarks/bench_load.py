@@ -401,6 +401,9 @@ def main(argv=None):
     p.add_argument("--min-request-fraction", type=float, default=0.2,
                    help="FAIL when a wave makes fewer requests than this fraction of users x "
                         "seconds / mean think time (default 0.2)")
+    p.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                   help="one more argument for every app.py the benchmark starts, e.g. "
+                        "--server-arg=--prompt-cache-mb=0; repeat for several")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     if args.users < 1 or args.seconds <= 0 or args.workers < 0:
@@ -415,6 +418,7 @@ def main(argv=None):
     floor = max(2 * args.users, round(args.min_request_fraction * expected) if expected else 0)
     results: dict = {"users": args.users, "seconds": args.seconds, "think_s": list(args.think),
                      "client": args.client, "client_processes": args.procs, "model": args.model,
+                     "server_args": args.server_arg,
                      "cpu_count": os.cpu_count(), "requests_expected": round(expected) if expected else None,
                      "requests_floor": floor}
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
@@ -428,12 +432,12 @@ def main(argv=None):
         log_path = tmp / f"bench_load_server_{port}.log"
         if args.workers:
             results["server"] = f"deploy.cluster, {args.workers} workers behind nginx"
-            server = start_cluster(port, args.workers, ["--model", args.model, "--mode", args.mode],
+            server = start_cluster(port, args.workers, ["--model", args.model, "--mode", args.mode, *args.server_arg],
                                    tmp / f"bench_load_cluster_{port}",
                                    log_path)
         else:
             results["server"] = "python app.py"
-            server = start_app(port, ["--model", args.model, "--mode", args.mode], log_path)
+            server = start_app(port, ["--model", args.model, "--mode", args.mode, *args.server_arg], log_path)
         results["server_log"] = str(log_path)
     try:
         # A server of ours may take minutes (a first SmolLM2 load converts it); one that

@@ -21,7 +21,9 @@ a function of (seed, position) only (see sampling.draw_u).
 
 Sessions of one model may share a `batching.Batcher`: then each one-token step goes through
 it, and sessions stepping at the same moment share one forward pass (the prompt's prefill
-stays per session). Tokens and logits are the same either way.
+stays per session). They may share a `prompt_cache.PromptCache` too: a session starting from
+a prompt another one started from recently copies its prefill instead of running the model.
+Tokens and logits are the same either way.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def _storage_bytes(tensors, seen: set[int]) -> int:
 class DecodingSession:
     def __init__(self, gpt, tokenizer, seed: int = 0, max_prompt_chars: int = 1_000_000,
                  batcher=None, keep_logits_bytes: int = KEEP_LOGITS_BYTES, branch_bytes: int = BRANCH_BYTES,
-                 prompt: str = ""):
+                 prompt: str = "", prompt_cache=None):
         if batcher is not None and batcher.gpt is not gpt:
             raise ValueError("the batcher serves another model; give each loaded model its own "
                              "Batcher(gpt) and pass it to that model's sessions")
@@ -147,6 +149,7 @@ class DecodingSession:
             raise ValueError(f"keep_logits_bytes must be a whole number of bytes >= 0, but is "
                              f"{keep_logits_bytes!r}")
         self.gpt, self.tokenizer, self.batcher = gpt, tokenizer, batcher
+        self.prompt_cache = prompt_cache
         self.keep_logits_bytes, self.branch_bytes = keep_logits_bytes, branch_bytes
         self.vocab_size = gpt.config.vocab_size
         self.block_size = gpt.config.block_size
@@ -207,13 +210,21 @@ class DecodingSession:
 
     # ---- the model side: keep the cache holding ids[window:] and self.logits current ----
     @torch.inference_mode()
-    def _prefill(self, window: int | None = None):
+    def _prefill(self, window: int | None = None, shared: bool = False):
         """Run the model over ids[window:] and refresh the logits. window None = the last
-        tokens that fit (a full context is cut to its last half, so the next slide is far)."""
+        tokens that fit (a full context is cut to its last half, so the next slide is far).
+        shared: a prompt other sessions may start from too, looked up in and kept in the
+        prompt cache (the prefills of slides and jumps are this session's own)."""
         self._window = context_window(len(self._ids), self.block_size) if window is None else window
+        key = tuple(self._ids[self._window:]) if shared and self.prompt_cache is not None else None
+        if key is not None and (found := self.prompt_cache.get(key)) is not None:
+            self._cache, self.logits = found
+            return
         self._cache = self.gpt.new_cache(1)
         idx = torch.tensor([self._ids[self._window:]], dtype=torch.long)
         self.logits = self.gpt(idx, cache=self._cache, last_only=True)[0, -1].float()
+        if key is not None:
+            self.prompt_cache.put(key, self._cache, self.logits)
 
     @torch.inference_mode()
     def _append(self, token: int):
@@ -270,7 +281,7 @@ class DecodingSession:
             self._nodes: list[int] = []  # the tree's node of each step of the history
             self.branches = BranchCache(self.branch_bytes)  # keys and values of branches left
             self._kept_logits_steps = self._kept_logits_bytes = 0  # the newest steps keeping theirs
-            self._prefill()
+            self._prefill(shared=True)
             self.notice = notice.strip()
             return self.notice
 
@@ -558,7 +569,7 @@ class DecodingSession:
             self.reset("")
             self._ids = prompt_ids
             self.prompt_len = len(prompt_ids)
-            self._prefill()
+            self._prefill(shared=True)
             self.tree = tree
             self._follow(tree.path(node_id))
 

@@ -87,3 +87,31 @@ def test_cli_non_integer_top_k_is_refused_by_the_argument_parser(tiny_checkpoint
         cli_main(["--model", str(tiny_checkpoint), "--top-k", "2.5"])
     assert info.value.code == 2
     assert "--top-k: invalid int value: '2.5'" in capsys.readouterr().err
+
+
+def _commands() -> list[str]:
+    """Every module of ours that reads a command line (imports argparse)."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for folder in ("model", "training", "deploy", "benchmarks", "ui"):
+        for path in sorted((root / folder).glob("*.py")):
+            if "import argparse" in path.read_text():
+                found.append(f"{folder}.{path.stem}")
+    return found
+
+
+@pytest.mark.parametrize("module", _commands())
+def test_every_command_prints_its_help(module, capsys):
+    """--help must print every option's help: argparse formats each with %, so a literal
+    percent sign in a help text (\"50% of\") breaks --help and nothing else."""
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(module)
+    entry = mod.parse_args if module in ("ui.server", "deploy.cluster") else mod.main
+    assert inspect.signature(entry).parameters, f"{module}: its entry point takes no argv"
+    with pytest.raises(SystemExit) as done:
+        entry(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage:") and "--help" in out, out[:500]

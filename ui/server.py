@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from model.loading import load_model
+from model.prompt_cache import DEFAULT_BYTES as PROMPT_CACHE_BYTES
 from model.quant import MODES
 from model.registry import NAMED_MODELS
 
@@ -25,6 +26,7 @@ GENERATE_CONCURRENCY = 2  # Generates at once, over all sessions
 # room, and a bound on what clients that never say goodbye (scripts, raw API calls) can hold.
 MAX_SESSIONS = 500
 BUDGET_FRACTION = 0.5  # of the machine's memory, for what sessions hold by default
+PROMPT_CACHE_MB = PROMPT_CACHE_BYTES // 2**20
 
 
 def default_budget_mb() -> int:
@@ -56,8 +58,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--memory-budget-mb", type=int, default=default_budget_mb(),
                    help="what all sessions together may hold (KV caches, kept logits), in MB; "
                         "past it the least recently used are closed, with a message to their "
-                        f"visitor (default: {BUDGET_FRACTION:.0%} of this machine's memory)")
+                        f"visitor (default: {BUDGET_FRACTION * 100:.0f}%% of this machine's memory)")
+    p.add_argument("--prompt-cache-mb", type=int, default=PROMPT_CACHE_MB,
+                   help="per model, the keys and values of recent prompts, so that a room starting "
+                        "from the same prompt runs the model over it once (default "
+                        f"{PROMPT_CACHE_MB}; 0 turns it off)")
     args = p.parse_args(argv)
+    if args.prompt_cache_mb < 0:
+        p.error(f"--prompt-cache-mb must be 0 (off) or more, but is {args.prompt_cache_mb}")
     if args.threads < 1:
         p.error(f"--threads must be at least 1, but is {args.threads}")
     if args.memory_budget_mb < 1:
@@ -73,7 +81,8 @@ def main(argv=None, build_demo=None) -> None:
     # The default checkpoint lives next to app.py, wherever the server is started from.
     defaults = [os.path.relpath(ROOT / m) if (ROOT / m).exists() else m for m in DEFAULT_MODELS]
     demo = build_demo(args.model or defaults, budget_bytes=args.memory_budget_mb * 2**20,
-                      loader=functools.partial(load_model, mode=args.mode))
+                      loader=functools.partial(load_model, mode=args.mode),
+                      prompt_cache_bytes=args.prompt_cache_mb * 2**20)
     try:  # load the default model now, so the first visitor does not wait for it
         demo.registry.get(demo.registry.default)
     except Exception as e:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.chat import IM_END, apply_chat_template, has_chat_template
+from model.prompt_cache import DEFAULT_BYTES as DEFAULT_PROMPT_CACHE_BYTES, PromptCache
 from model.registry import NAMED_MODELS
 from model.session import DecodingSession
 
@@ -31,6 +32,7 @@ class LoadedModel:
     chat: bool  # the tokenizer has a chat template
     metrics: list[dict] = field(default_factory=list)
     batcher: object = None  # shares one forward between sessions stepping at once
+    prompt_cache: object = None  # prompts the room starts from, prefilled once (model/prompt_cache.py)
 
 
 def display_name(name: str) -> str:
@@ -52,11 +54,12 @@ class ModelRegistry:
     """Loads each model once, on first use, and keeps it. Thread-safe: two visitors selecting
     the same model at once wait for one load. loader(name) -> (gpt, tokenizer, card)."""
 
-    def __init__(self, names: list[str], loader=None):
+    def __init__(self, names: list[str], loader=None, prompt_cache_bytes: int = DEFAULT_PROMPT_CACHE_BYTES):
         if not names:
             raise ValueError("the playground needs at least one model: pass --model PATH")
         self.names = list(dict.fromkeys(str(n) for n in names))  # keep order, drop repeats
         self._loader = loader
+        self.prompt_cache_bytes = prompt_cache_bytes
         self._models: dict[str, LoadedModel] = {}
         self._locks = {n: threading.Lock() for n in self.names}
 
@@ -92,7 +95,8 @@ class ModelRegistry:
         return LoadedModel(name=name, gpt=gpt, tokenizer=tokenizer, card=card,
                            labels_json=json.dumps(labels, ensure_ascii=False),
                            chat=has_chat_template(tokenizer), metrics=metrics,
-                           batcher=_batcher(gpt))
+                           batcher=_batcher(gpt),
+                           prompt_cache=PromptCache(self.prompt_cache_bytes) if self.prompt_cache_bytes else None)
 
 
 def _batcher(gpt):
@@ -133,6 +137,7 @@ class UserState:
         # refuses leaves this user as it was.
         self.session = DecodingSession(loaded.gpt, loaded.tokenizer, seed=seed,
                                        max_prompt_chars=max_prompt_chars, prompt=text,
+                                       prompt_cache=loaded.prompt_cache,
                                        **({"batcher": loaded.batcher} if loaded.batcher else {}))
         self.prompt, self.chat = prompt, chat
         if self.model != loaded.name:
