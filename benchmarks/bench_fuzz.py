@@ -37,8 +37,12 @@ from testkit.hostile import Fuzz, check, draw_args, keep_room, send
 from testkit.raw_client import RawSession
 from testkit.server import ROOT, free_port, rss_mb, start_app, wait_ready
 
-ENDPOINTS = ("reset", "distribution", "step", "pick", "generate", "undo", "export")
-WEIGHTS = (3, 4, 4, 3, 2, 1, 1)
+# Every endpoint the page and the API share, with how often each is drawn: the classic seven
+# most (they are what a room calls), then scoring, the lens, many futures, the tree, the
+# comparison of models.
+SHARES = {"reset": 3, "distribution": 4, "step": 4, "pick": 3, "generate": 2, "undo": 1, "export": 1,
+          "score": 1, "lens": 1, "sample": 1, "continuations": 1, "open_continuation": 1, "beam": 1,
+          "beam_open": 1, "blocks": 1, "tree": 1, "goto": 1, "load_tree": 1, "compare_models": 1}
 BYSTANDER_SETTINGS = [{"temperature": 0.8, "top_k": 40}, {"temperature": 0.0},
                       {"temperature": 1.2, "top_p": 0.9}, {"min_p": 0.1, "repetition_penalty": 1.3}]
 
@@ -159,7 +163,7 @@ def main(argv=None):
         def fuzz(data):
             # Draw first, always: hypothesis needs every example to draw the same way, so past
             # the deadline the examples are still drawn (cheap), only not sent.
-            name = data.draw(st.sampled_from([n for n, w in zip(ENDPOINTS, WEIGHTS) for _ in range(w)]))
+            name = data.draw(st.sampled_from([n for n, w in SHARES.items() for _ in range(w)]))
             call_args = draw_args(data, name, srv)
             # undo and export take no arguments; hypothesis never generates the same example
             # twice, so give them something to vary: how often, and how far apart
@@ -222,8 +226,15 @@ def main(argv=None):
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
+    reached = {key.rsplit(" ", 1)[0] for key in results.get("by_endpoint", {})}
+    results["endpoints_not_reached"] = sorted(set(SHARES) - reached)
     ok = (results.get("problems") == 0 and results.get("server_tracebacks") == 0
-          and results.get("bystander") == "unchanged" and results.get("normal_step_after"))
+          and results.get("bystander") == "unchanged" and results.get("normal_step_after")
+          and not results["endpoints_not_reached"])
+    print(f"verdict: {'PASS' if ok else 'FAIL'}: {results.get('inputs_sent', 0)} inputs over "
+          f"{len(reached)} of {len(SHARES)} endpoints, {results.get('problems')} problems, "
+          f"{results.get('server_tracebacks')} tracebacks in the server's log, bystander "
+          f"{results.get('bystander')}")
     return 0 if ok else 1
 
 

@@ -23,11 +23,12 @@ from model.sampling import (
     SamplingSettings,
     choose,
     run_pipeline,
+    sampling_order,
     schema,
     stage_order,
 )
 from testkit.sampling_cases import LetterVocab, random_case
-from ui.chart import removed_by
+from ui.chart import rank_of, removed_at, removed_by
 
 DRIVER = Path(__file__).parent / "js" / "pipeline_cases.js"
 
@@ -96,6 +97,12 @@ def test_final_probabilities_kept_sets_and_blame_equal_run_pipeline(parity):
         assert torch.allclose(probs, pipe.probs, rtol=1e-9, atol=1e-15), f"probabilities differ: {where}"
         blamed = torch.tensor(got["removedBy"])
         assert torch.equal(blamed, removed_by(pipe)), f"removed_by differs: {where}"
+        # The API's summary asks about a few tokens only, from the stages' survivors.
+        every = torch.arange(pipe.raw.numel())
+        assert torch.equal(removed_at(pipe, every), blamed), f"removed_at differs: {where}"
+        order = sampling_order(pipe.probs).tolist()
+        for token in order[:3] + order[-3:]:
+            assert rank_of(pipe.probs, token) == order.index(token) + 1, where
         for i, stage in enumerate(pipe.stages):  # every stage's kept set
             kept_js = (blamed < 0) | (blamed > i)
             assert torch.equal(kept_js, stage.kept), f"kept set after {stage.name} differs: {where}"

@@ -26,7 +26,6 @@ from model.sampling import (
     choose,
     draw_stage_u,
     entropy_bits,
-    sampling_order,
 )
 
 from .tokens import token_label
@@ -124,6 +123,30 @@ def removed_by(pipe: Pipeline) -> torch.Tensor:
     return out
 
 
+def removed_at(pipe: Pipeline, ids: torch.Tensor) -> torch.Tensor:
+    """removed_by(pipe)[ids], read from each stage's survivors (model/kept.py) rather than
+    made for the whole vocabulary: a stage leaving 40 of 49,152 tokens is asked about a few."""
+    out = torch.full_like(ids, -1)
+    for i, stage in enumerate(pipe.stages):
+        view = stage.kept_view
+        if view.ids is None:
+            survives = torch.isfinite(view.values[ids])
+        elif view.n == 0:
+            survives = torch.zeros_like(ids, dtype=torch.bool)
+        else:  # the survivors' ids ascend
+            at = torch.searchsorted(view.ids, ids).clamp_(max=view.n - 1)
+            survives = (view.ids[at] == ids) & torch.isfinite(view.values[at])
+        out[(out < 0) & ~survives] = i
+    return out
+
+
+def rank_of(probs: torch.Tensor, token: int) -> int:
+    """The token's 1-based place in sampling_order(probs) (probability descending, ties by id),
+    without sorting the vocabulary."""
+    p = probs[token]
+    return int((probs > p).sum()) + int((probs[:token] == p).sum()) + 1
+
+
 def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, seed: int,
                          position: int, top_n: int = 20) -> dict:
     """The chart's numbers, computed on the server: the top tokens (by raw probability) with
@@ -131,17 +154,15 @@ def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, 
     raw = pipe.raw.softmax(-1)
     final = pipe.probs
     kept = final > 0
-    stage_of = removed_by(pipe)
-    top = torch.topk(raw, min(top_n, raw.numel())).indices.tolist()
+    top_ids = torch.topk(raw, min(top_n, raw.numel())).indices
+    stage_of = removed_at(pipe, top_ids).tolist()
     tokens = []
-    for t in top:
-        stage = int(stage_of[t])
+    for t, stage in zip(top_ids.tolist(), stage_of):
         tokens.append({"id": t, "label": token_label(tokenizer, t), "raw_prob": float(raw[t]),
                        "prob": float(final[t]),
                        "removed_by": None if stage < 0 else TITLES[pipe.stages[stage].name]})
     h = entropy_bits(final)
     landed, u, how = choose(pipe, settings, seed, position)
-    order = sampling_order(final).tolist()
     return {
         "settings": settings.to_dict(),
         "tokens": tokens,
@@ -152,7 +173,8 @@ def distribution_summary(pipe: Pipeline, tokenizer, settings: SamplingSettings, 
         "raw_entropy_bits": entropy_bits(raw),
         "u": u,
         "next_token": {"id": landed, "label": token_label(tokenizer, landed), "how": how,
-                       "prob": float(final[landed]), "rank": order.index(landed) + 1},
-        "stages": [{"name": TITLES[s.name], "active": s.active, "kept": int(s.kept.sum())}
+                       "prob": float(final[landed]), "rank": rank_of(final, landed)},
+        "stages": [{"name": TITLES[s.name], "active": s.active,
+                    "kept": s.kept_view.n if s.kept_view.finite else int(s.kept.sum())}
                    for s in pipe.stages],
     }
