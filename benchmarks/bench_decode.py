@@ -163,7 +163,31 @@ def main(argv=None) -> int:
         hf_ms = hf_step_ms(hf, context, args.step_samples)
         print(f"  context {context:4d}: ours {ours_ms[0]:6.1f} / {ours_ms[1]:6.1f}   "
               f"HF forward with its cache {hf_ms[0]:6.1f} / {hf_ms[1]:6.1f}")
+        if context == 32:
+            short = hf_ms[0]
+    # A float32 decode step reads every weight once; nothing exact can be quicker than that.
+    floor = read_floor_ms(gpt, args.step_samples)
+    print(f"reading the model's {weight_bytes(gpt) / 2**20:.0f} MiB of weights once (a sum over as "
+          f"many bytes): {floor:.1f} ms, so a float32 decoder can be at most {short / floor:.2f}x "
+          f"HF's step at context 32 on this machine and thread count")
     return 0 if same else 1
+
+
+def weight_bytes(gpt) -> int:
+    """Bytes a decode step reads: every parameter once (the tied head counted once)."""
+    return sum(p.numel() * p.element_size() for p in gpt.parameters())  # parameters() yields a tied one once
+
+
+def read_floor_ms(gpt, samples: int) -> float:
+    """Milliseconds to stream as many bytes as the weights hold, once: the memory-bandwidth
+    floor under any float32 decode step."""
+    flat = torch.randn(weight_bytes(gpt) // 4)
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        flat.sum()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
 
 
 if __name__ == "__main__":
