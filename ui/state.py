@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model.chat import IM_END, apply_chat_template, has_chat_template
-from model.prompt_cache import DEFAULT_BYTES as DEFAULT_PROMPT_CACHE_BYTES, PromptCache
+from model.prompt_cache import DEFAULT_BYTES as DEFAULT_PROMPT_CACHE_BYTES
+from model.prompt_cache import PromptCache
 from model.registry import NAMED_MODELS
 from model.session import DecodingSession
 
