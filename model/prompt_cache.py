@@ -64,10 +64,10 @@ class PromptCache:
         position's. The caller may go on using both."""
         if cache.pos != len(ids):
             raise ValueError(f"the cache holds {cache.pos} positions but the prompt has {len(ids)} ids")
-        kept = cache.copy()  # trimmed to the positions held
-        size = _bytes(kept) + logits.numel() * logits.element_size()
+        size = _bytes(cache, cache.pos) + logits.numel() * logits.element_size()
         if size * LARGEST_SHARE > self.max_bytes:
-            return
+            return  # before copying: a long prompt's keys and values can be a hundred MB
+        kept = cache.copy()  # trimmed to the positions held
         with self._lock:
             if ids in self._entries:
                 return
@@ -75,8 +75,10 @@ class PromptCache:
             self.bytes += size
             while self.bytes > self.max_bytes:
                 old, (old_kept, _, old_logits) = self._entries.popitem(last=False)
-                self.bytes -= _bytes(old_kept) + old_logits.numel() * old_logits.element_size()
+                self.bytes -= _bytes(old_kept, old_kept.pos) + old_logits.numel() * old_logits.element_size()
 
 
-def _bytes(cache: KVCache) -> int:
-    return cache.k.numel() * cache.k.element_size() + cache.v.numel() * cache.v.element_size()
+def _bytes(cache: KVCache, positions: int) -> int:
+    """The keys' and values' bytes for `positions` positions of the cache."""
+    per_position = cache.k[:, :, :, :1].numel() * cache.k.element_size()
+    return 2 * per_position * positions
