@@ -223,11 +223,11 @@ def main(argv=None):
     log = log_path.read_text(errors="replace")
     results["server_tracebacks"] = len(re.findall(r"^Traceback", log, flags=re.M))
     results["server_log"] = str(log_path)
+    reached = {key.rsplit(" ", 1)[0] for key in results.get("by_endpoint", {})}
+    results["endpoints_not_reached"] = sorted(set(SHARES) - reached)
     print(json.dumps(results, indent=1))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1) + "\n")
-    reached = {key.rsplit(" ", 1)[0] for key in results.get("by_endpoint", {})}
-    results["endpoints_not_reached"] = sorted(set(SHARES) - reached)
     ok = (results.get("problems") == 0 and results.get("server_tracebacks") == 0
           and results.get("bystander") == "unchanged" and results.get("normal_step_after")
           and not results["endpoints_not_reached"])

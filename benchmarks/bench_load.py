@@ -409,6 +409,9 @@ def main(argv=None):
     if args.users < 1 or args.seconds <= 0 or args.workers < 0:
         p.error(f"need --users >= 1, --seconds > 0, --workers >= 0; got {args.users}, "
                 f"{args.seconds}, {args.workers}")
+    if args.url and args.server_arg:
+        p.error(f"--server-arg {' '.join(args.server_arg)} needs a server the benchmark starts; "
+                "with --url, start that server with those arguments yourself")
     args.procs = min(args.procs or args.users, args.users)
 
     # What the room should make: each user clicks once per mean think time (less the time

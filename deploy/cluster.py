@@ -226,23 +226,27 @@ def nginx_workers(master_pid: int) -> dict[int, str]:
     return children
 
 
-def wait_for_reload(master_pid: int, before: set[int], timeout: float = RELOAD_TIMEOUT_S) -> bool:
+def wait_for_reload(master_pid: int, before: set[int], timeout: float = RELOAD_TIMEOUT_S) -> str:
     """After SIGHUP, nginx starts workers with the new config and tells the old ones to stop
     accepting. Until each old one has, a new connection may still reach it and be routed by the
-    old config. True once a new worker runs and every old one is gone or shutting down (it
-    closes its listening socket in the same step as it changes its title); True at once where
-    /proc cannot tell (not Linux)."""
+    old config. Returns "" once a new worker runs and every old one is gone or shutting down (it
+    closes its listening socket in the same step as it changes its title), at once where /proc
+    cannot tell (not Linux); else, after `timeout` seconds, what is still not so."""
     if not Path(f"/proc/{master_pid}/stat").exists():
-        return True
+        return ""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         workers = nginx_workers(master_pid)
         started = workers.keys() - before
-        still_accepting = [pid for pid in before if pid in workers and "shutting down" not in workers[pid]]
+        still_accepting = sorted(pid for pid in before if pid in workers and "shutting down" not in workers[pid])
         if started and not still_accepting:
-            return True
+            return ""
+        if time.monotonic() >= deadline:
+            return "; ".join(part for part in (
+                "" if started else "no worker with the new config started (nginx may have refused it)",
+                f"old workers still accept connections: pids {still_accepting}" if still_accepting else "",
+            ) if part)
         time.sleep(0.05)
-    return False
 
 
 def supervise(cluster: Cluster, upstreams: list[str], listen: str, conf: Path) -> int:
@@ -262,14 +266,17 @@ def supervise(cluster: Cluster, upstreams: list[str], listen: str, conf: Path) -
             conf.write_text(render_config(upstreams, listen, cluster.run_dir, frozenset(left_out)))
             before = nginx_workers(cluster.nginx.pid)
             cluster.nginx.send_signal(signal.SIGHUP)  # nginx reloads its config, dropping no connection
-            if not wait_for_reload(cluster.nginx.pid, set(before)):
-                say(f"nginx (pid {cluster.nginx.pid}) has not finished reloading its config after "
-                    f"{RELOAD_TIMEOUT_S:.0f} s; the end of {cluster.run_dir / 'error.log'}:\n"
-                    f"{log_tail(cluster.run_dir / 'error.log')}")
             names = ", ".join(f"worker {i}" for i in sorted(given_up))
-            say(f"{clock()} nginx now sends the visitors of {names} to the other workers; their pages "
-                f"rebuild their sessions there. {len(upstreams) - len(left_out)} of {len(upstreams)} "
-                "workers serve the room now.")
+            problem = wait_for_reload(cluster.nginx.pid, set(before))
+            if problem:
+                say(f"{clock()} nginx (pid {cluster.nginx.pid}) has not taken its new config after "
+                    f"{RELOAD_TIMEOUT_S:.0f} s: {problem}. Visitors of {names} may still be sent to "
+                    f"it and see 'restarting'. Check {conf} and the end of "
+                    f"{cluster.run_dir / 'error.log'}:\n{log_tail(cluster.run_dir / 'error.log')}")
+            else:
+                say(f"{clock()} nginx now sends the visitors of {names} to the other workers; their "
+                    f"pages rebuild their sessions there. {len(upstreams) - len(left_out)} of "
+                    f"{len(upstreams)} workers serve the room now.")
         if cluster.nginx.poll() is not None:
             say(f"nginx (pid {cluster.nginx.pid}) exited with code {cluster.nginx.returncode}: no visitor "
                 f"can reach the workers. The end of {cluster.run_dir / 'error.log'}:\n"

@@ -10,7 +10,7 @@ A copy is the prefill's own result, to the bit: the same numbers in a cache of t
 capacity (so attention reads the same layout), and the same logits. tests/test_prompt_cache.py
 checks that sessions started both ways step alike.
 
-    cache = PromptCache(max_bytes=32 * 2**20)
+    cache = PromptCache()              # one per model: its sessions share it
     s = DecodingSession(gpt, tokenizer, prompt="To be", prompt_cache=cache)
 """
 
@@ -23,10 +23,12 @@ import torch
 
 from .kv_cache import KVCache
 
-DEFAULT_BYTES = 32 * 2**20
+# SmolLM2 (float32 keys and values, 30 layers) holds 46 KB a position: 64 MiB keeps a
+# 700-token exercise text, or a hundred short prompts.
+DEFAULT_BYTES = 64 * 2**20
 # One prompt may take at most this share of the cache: a pasted book would evict every
-# short prompt the room shares, for a text nobody else starts from.
-LARGEST_SHARE = 4
+# prompt the room shares, for a text nobody else starts from.
+LARGEST_SHARE = 2
 
 
 class PromptCache:
@@ -39,12 +41,23 @@ class PromptCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.hits = self.misses = 0
+        self.model = None  # the model whose prompts these are: set by the first session
         self._lock = threading.Lock()
         # ids -> (the positions' keys and values, trimmed; the capacity a prefill gave them; logits)
         self._entries: OrderedDict[tuple[int, ...], tuple[KVCache, int, torch.Tensor]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def serve(self, model) -> None:
+        """Called by each session given this cache: every one must run the same model, or a
+        session would start from another model's keys and values."""
+        with self._lock:
+            if self.model is None:
+                self.model = model
+            elif self.model is not model:
+                raise ValueError("this prompt cache holds another model's prompts; give each loaded "
+                                 "model its own PromptCache and pass it to that model's sessions")
 
     def get(self, ids: tuple[int, ...]) -> tuple[KVCache, torch.Tensor] | None:
         """A fresh cache holding the prompt `ids` (with the capacity its prefill had) and a
@@ -69,7 +82,8 @@ class PromptCache:
             return  # before copying: a long prompt's keys and values can be a hundred MB
         kept = cache.copy()  # trimmed to the positions held
         with self._lock:
-            if ids in self._entries:
+            if ids in self._entries:  # another session stored it meanwhile
+                self._entries.move_to_end(ids)
                 return
             self._entries[ids] = (kept, cache.capacity, logits.detach().clone())
             self.bytes += size

@@ -148,6 +148,8 @@ class DecodingSession:
                 or keep_logits_bytes < 0):
             raise ValueError(f"keep_logits_bytes must be a whole number of bytes >= 0, but is "
                              f"{keep_logits_bytes!r}")
+        if prompt_cache is not None:
+            prompt_cache.serve(gpt)
         self.gpt, self.tokenizer, self.batcher = gpt, tokenizer, batcher
         self.prompt_cache = prompt_cache
         self.keep_logits_bytes, self.branch_bytes = keep_logits_bytes, branch_bytes

@@ -101,7 +101,7 @@ def test_final_probabilities_kept_sets_and_blame_equal_run_pipeline(parity):
         every = torch.arange(pipe.raw.numel())
         assert torch.equal(removed_at(pipe, every), blamed), f"removed_at differs: {where}"
         order = sampling_order(pipe.probs).tolist()
-        for token in order[:3] + order[-3:]:
+        for token in order[::max(1, len(order) // 24)] + order[-3:]:  # the ties among removed ones too
             assert rank_of(pipe.probs, token) == order.index(token) + 1, where
         for i, stage in enumerate(pipe.stages):  # every stage's kept set
             kept_js = (blamed < 0) | (blamed > i)

@@ -95,12 +95,16 @@ def test_stepping_a_session_leaves_what_the_cache_keeps_unchanged(model):
     gpt, tokenizer = model
     cache = PromptCache()
     first = DecodingSession(gpt, tokenizer, prompt=PROMPT, prompt_cache=cache)
-    kept_k = first.cache.k[:, :, :, :first.cache.pos].clone()
+    n = first.cache.pos
+    kept = [first.cache.k[:, :, :, :n].clone(), first.cache.v[:, :, :, :n].clone(), first.logits.clone()]
     for _ in range(70):  # past the tiny model's context: the window slides, the cache regrows
         first.step(SamplingSettings(temperature=1.0))
+    with torch.inference_mode():
+        first.logits.add_(1.0)  # even a session writing into its own logits changes nothing kept
     later = DecodingSession(gpt, tokenizer, prompt=PROMPT, prompt_cache=cache)
     assert cache.hits == 1
-    assert torch.equal(later.cache.k[:, :, :, :later.cache.pos], kept_k)
+    got = [later.cache.k[:, :, :, :n], later.cache.v[:, :, :, :n], later.logits]
+    assert all(torch.equal(a, b) for a, b in zip(got, kept, strict=True))
 
 
 def test_a_prompt_too_large_for_its_share_is_not_kept_and_the_oldest_go_first(model):
@@ -143,3 +147,49 @@ def test_the_server_keeps_a_prompt_cache_per_model_unless_told_not_to(tiny_check
     kept = ModelRegistry([name]).get(name).prompt_cache
     assert isinstance(kept, PromptCache) and kept.max_bytes == PROMPT_CACHE_MB * 2**20
     assert ModelRegistry([name], prompt_cache_bytes=0).get(name).prompt_cache is None
+
+
+def test_a_long_prompt_whose_prefill_grew_the_cache_is_copied_with_the_same_capacity(bpe_tokenizer):
+    """150 positions: the prefill grows the cache past its first chunk. The copy gets the
+    capacity the prefill ended with, and the steps after it are the same bits."""
+    from testkit.models import llama_config, random_gpt
+
+    gpt = random_gpt(llama_config(block_size=256), scale=3.0)
+    line = "To be, or not to be, that is the question"
+    per_line = len(bpe_tokenizer.encode(line + " "))
+    prompt = " ".join([line] * (160 // per_line))
+    cache = PromptCache()
+    own = DecodingSession(gpt, bpe_tokenizer, seed=5, prompt=prompt)
+    assert 128 < own.cache.pos < 256 and own.cache.capacity > 64
+    DecodingSession(gpt, bpe_tokenizer, seed=5, prompt=prompt, prompt_cache=cache)
+    copied = DecodingSession(gpt, bpe_tokenizer, seed=5, prompt=prompt, prompt_cache=cache)
+    assert cache.hits == 1 and copied.cache.capacity == own.cache.capacity
+    assert all(torch.equal(a, b) for a, b in zip(walk(copied), walk(own), strict=True))
+
+
+def test_an_imported_tree_starts_from_the_cache_and_lands_where_a_fresh_one_does(model):
+    gpt, tokenizer = model
+    maker = DecodingSession(gpt, tokenizer, seed=2, prompt=PROMPT)
+    for _ in range(4):
+        maker.step(SamplingSettings(temperature=1.0))
+    cache = PromptCache()
+    DecodingSession(gpt, tokenizer, prompt=PROMPT, prompt_cache=cache)  # the room's prompt, kept
+    fresh = DecodingSession(gpt, tokenizer, seed=2)
+    fresh.adopt(maker.ids[:maker.prompt_len], maker.tree, maker.node)
+    cached = DecodingSession(gpt, tokenizer, seed=2, prompt_cache=cache)
+    hits = cache.hits
+    cached.adopt(maker.ids[:maker.prompt_len], maker.tree, maker.node)
+    assert cache.hits == hits + 2  # adopt starts from the empty prompt, then from the tree's
+    assert cached.ids == fresh.ids == maker.ids
+    assert torch.equal(cached.logits, fresh.logits)
+
+
+def test_a_prompt_cache_serves_one_model_only(model, bpe_tokenizer):
+    from testkit.models import random_gpt, tiny_config
+
+    gpt, tokenizer = model
+    cache = PromptCache()
+    DecodingSession(gpt, tokenizer, prompt=PROMPT, prompt_cache=cache)
+    other = random_gpt(tiny_config())
+    with pytest.raises(ValueError, match="holds another model's prompts; give each loaded model its own"):
+        DecodingSession(other, bpe_tokenizer, prompt=PROMPT, prompt_cache=cache)

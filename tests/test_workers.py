@@ -411,12 +411,23 @@ def test_a_reload_counts_as_done_only_once_no_old_nginx_worker_accepts(tmp_path)
 
         conf.write_text(conf.read_text().replace("config 1", "config 2"))
         nginx.send_signal(signal.SIGHUP)
-        assert wait_for_reload(nginx.pid, set(before))
+        assert wait_for_reload(nginx.pid, set(before)) == ""
         after = nginx_workers(nginx.pid)
         old = next(iter(before))
         assert old not in after or "shutting down" in after[old], after
         # Every new connection now meets the new config.
         assert {httpx.get(f"http://127.0.0.1:{port}/").text for _ in range(20)} == {"config 2"}
+
+        # A config nginx refuses: no new worker starts, the running one keeps serving, and the
+        # wait says both rather than that the new routing is live.
+        before = nginx_workers(nginx.pid)
+        conf.write_text(conf.read_text().replace("return 200", "return_nonsense 200"))
+        nginx.send_signal(signal.SIGHUP)
+        problem = wait_for_reload(nginx.pid, set(before), timeout=1.0)
+        assert "no worker with the new config started" in problem, problem
+        serving = sorted(pid for pid, title in before.items() if "shutting down" not in title)
+        assert f"old workers still accept connections: pids {serving}" in problem, problem
+        assert httpx.get(f"http://127.0.0.1:{port}/").text == "config 2"
     finally:
         if held is not None:
             held.close()

@@ -113,7 +113,9 @@ def payload_json(payload: dict) -> str:
 
 
 def removed_by(pipe: Pipeline) -> torch.Tensor:
-    """(V,) long: the index into pipe.stages of the stage that removed each token, -1 if kept."""
+    """(V,) long: the index into pipe.stages of the stage that removed each token, -1 if kept.
+    Over the whole vocabulary: the reference the page's pipeline is checked against
+    (tests/test_pipeline_js.py); the API's summary asks removed_at about its few tokens."""
     out = torch.full_like(pipe.raw, -1, dtype=torch.long)
     alive = torch.ones_like(pipe.raw, dtype=torch.bool)
     for i, stage in enumerate(pipe.stages):

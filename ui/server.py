@@ -15,6 +15,7 @@ import torch
 
 from model.loading import load_model
 from model.prompt_cache import DEFAULT_BYTES as PROMPT_CACHE_BYTES
+from model.prompt_cache import LARGEST_SHARE as PROMPT_CACHE_SHARE
 from model.quant import MODES
 from model.registry import NAMED_MODELS
 
@@ -61,8 +62,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"visitor (default: {BUDGET_FRACTION * 100:.0f}%% of this machine's memory)")
     p.add_argument("--prompt-cache-mb", type=int, default=PROMPT_CACHE_MB,
                    help="per model, the keys and values of recent prompts, so that a room starting "
-                        "from the same prompt runs the model over it once (default "
-                        f"{PROMPT_CACHE_MB}; 0 turns it off)")
+                        "from the same prompt runs the model over it once; one prompt may take up to "
+                        f"1/{PROMPT_CACHE_SHARE} of it (default {PROMPT_CACHE_MB}; 0 turns it off)")
     args = p.parse_args(argv)
     if args.prompt_cache_mb < 0:
         p.error(f"--prompt-cache-mb must be 0 (off) or more, but is {args.prompt_cache_mb}")
