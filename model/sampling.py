@@ -430,5 +430,8 @@ def choose(pipe: Pipeline, settings, seed: int, position: int) -> tuple[int, flo
 
 
 def entropy_bits(probs: torch.Tensor) -> float:
-    p = probs[probs > 0]
+    # Zeros are left out (0 log 0 = 0). When there are none, the masked copy would be the same
+    # vector in the same order, so it is skipped: half the time, the same bits.
+    every = probs.dim() == 1 and probs.is_contiguous() and bool((probs > 0).all())
+    p = probs if every else probs[probs > 0]
     return float(-(p * p.log2()).sum())
